@@ -1,0 +1,3 @@
+from cloudmig.cli.main import app
+
+app(prog_name="cloudmig")

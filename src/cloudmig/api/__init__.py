@@ -1,0 +1,1 @@
+"""The RDS OpenAPI front: signatures, request parsing, response rendering, actions."""

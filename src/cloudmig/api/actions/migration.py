@@ -1,0 +1,134 @@
+"""The cloud-migration actions: precheck and migration tasks (spec §1.2 to §1.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cloudmig import errors
+from cloudmig.api.actions.registry import Params, action
+from cloudmig.domain.detail import render_detail
+from cloudmig.domain.enums import TaskKind
+from cloudmig.domain.ids import INSTANCE_ID_RE
+from cloudmig.domain.time import gmt
+from cloudmig.domain.validation import normalize_source_category, valid_account, valid_host
+from cloudmig.services import migrations as svc
+from cloudmig.services.context import ServiceContext
+from cloudmig.services.migrations import SourceRequest, TaskPage
+from cloudmig.store.tasks import TaskFilter
+
+MASKED_PASSWORD = "********"  # noqa: S105  (the mask, not a secret)
+
+
+def _instance_name(p: Params) -> str:
+    value = p.required_str("DBInstanceName", max_len=64)
+    if not INSTANCE_ID_RE.match(value):
+        raise errors.InstanceNotFound()
+    return value
+
+
+def _source_request(p: Params) -> SourceRequest:
+    instance_id = _instance_name(p)
+    ip = p.required_str("SourceIpAddress", max_len=253)
+    if not valid_host(ip):
+        raise errors.InvalidParameter("SourceIpAddress", "It must be an IP address or a host name.")
+    port = p.required_int("SourcePort", lo=1, hi=65535)
+    account = p.required_str("SourceAccount", max_len=63)
+    if not valid_account(account):
+        raise errors.InvalidParameter(
+            "SourceAccount",
+            "Use letters, digits and _ $ . @ -; quotes, semicolons and spaces are not allowed.",
+        )
+    password = p.secret("SourcePassword")
+    category = normalize_source_category(p.required_str("SourceCategory", max_len=32))
+    if category is None:
+        raise errors.InvalidParameter("SourceCategory", "It must be idcOnVpc, ecsOnVpc or internet.")
+    task_name = p.optional_str("TaskName", max_len=128)
+    return SourceRequest(instance_id, ip, port, account, password, category, task_name)
+
+
+def _filter(p: Params, kind: TaskKind) -> TaskFilter:
+    return TaskFilter(
+        instance_id=_instance_name(p),
+        kind=kind,
+        task_id=p.optional_int("TaskId", lo=0, hi=2**63 - 1),
+        task_name=p.optional_str("TaskName", max_len=128),
+        source_ip=p.optional_str("SourceIpAddress", max_len=253),
+        source_port=p.optional_int("SourcePort", lo=0, hi=65535),
+    )
+
+
+def _precheck_item(page: TaskPage, i: int) -> dict[str, Any]:
+    t = page.tasks[i]
+    return {
+        "TaskId": t.id,
+        "TaskName": t.name,
+        "GmtCreated": gmt(t.created_at),
+        "GmtModified": gmt(t.modified_at),
+        "SourceCategory": t.source_category.lower(),
+        "SourceIpAddress": t.source_ip,
+        "SourcePort": t.source_port,
+        "SourceAccount": t.source_account,
+        "SourcePassword": MASKED_PASSWORD,
+        "TargetEip": "",
+        "TargetInstanceName": t.instance_id,
+        "Detail": render_detail(t.report, page.events.get(t.id, [])),
+        # Extensions (the SDKs ignore unknown keys).
+        "Status": t.status.value,
+        "Reason": t.reason,
+        "CheckResults": t.check_results,
+    }
+
+
+def _migration_item(page: TaskPage, i: int) -> dict[str, Any]:
+    t = page.tasks[i]
+    return {
+        **_precheck_item(page, i),
+        "MigrateStage": t.stage.value,
+        "ReplicationState": t.replication_state.value,
+        "ReplicationInfo": t.replication_info,
+        "SwitchTime": gmt(t.switch_time),
+        "Progress": _strip_private(t.progress),
+        "Evidence": t.evidence,
+    }
+
+
+def _strip_private(progress: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
+        for k, v in progress.items()
+    }
+
+
+def _page_body(page: TaskPage, number: int, size: int, item: Any) -> dict[str, Any]:
+    return {
+        "TotalSize": page.total,
+        "PageNumber": number,
+        "PageSize": size,
+        "Items": [item(page, i) for i in range(len(page.tasks))],
+    }
+
+
+@action("CreateCloudMigrationTask")
+def create_cloud_migration_task(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+    t = svc.create_migration_task(ctx, _source_request(p))
+    return {"DBInstanceName": t.instance_id, "TaskId": t.id, "TaskName": t.name}
+
+
+@action("CreateCloudMigrationPrecheckTask")
+def create_cloud_migration_precheck_task(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+    t = svc.create_precheck_task(ctx, _source_request(p))
+    return {"DBInstanceName": t.instance_id, "TaskId": t.id, "TaskName": t.name}
+
+
+@action("DescribeCloudMigrationResult")
+def describe_cloud_migration_result(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+    number, size = p.page()
+    page = svc.describe_tasks(ctx, _filter(p, TaskKind.MIGRATION), page_number=number, page_size=size)
+    return _page_body(page, number, size, _migration_item)
+
+
+@action("DescribeCloudMigrationPrecheckResult")
+def describe_cloud_migration_precheck_result(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+    number, size = p.page()
+    page = svc.describe_tasks(ctx, _filter(p, TaskKind.PRECHECK), page_number=number, page_size=size)
+    return _page_body(page, number, size, _precheck_item)

@@ -1,0 +1,61 @@
+"""Stage increment: keep the standby running and observe it every few seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import psycopg
+
+from cloudmig.domain.detail import SECTION_SYNC
+from cloudmig.domain.enums import ReplicationState
+from cloudmig.engine.observe import next_state, observe, progress_fields
+from cloudmig.engine.taskctx import TaskContext
+from cloudmig.pg.sql import connect_socket, connect_source
+
+
+def _target_connection(tc: TaskContext) -> psycopg.Connection:
+    inst = tc.instance()
+    # Before promotion the copy only knows the source's roles; the migration account is a
+    # pg_monitor member and the instance's socket trusts local connections.
+    return connect_socket(tc.ctx.provider.socket_dir(inst.id), inst.port, tc.task.source_account)
+
+
+def ensure_running(tc: TaskContext) -> None:
+    inst = tc.instance()
+    if not tc.ctx.provider.is_running(inst.id, inst.major):
+        tc.write_passfile()
+        tc.ctx.provider.start(inst.id, inst.major)
+        tc.event(SECTION_SYNC, "Standby was not running; started it again")
+
+
+def step(tc: TaskContext) -> float | None:
+    if not tc.passfile.exists():
+        tc.write_passfile()  # e.g. the runtime dir was cleared by a reboot
+    ensure_running(tc)
+    src = tc.source_spec()
+    source_conn: psycopg.Connection | None = None
+    with contextlib.ExitStack() as stack:
+        try:
+            source_conn = stack.enter_context(
+                connect_source(
+                    src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
+                )
+            )
+        except psycopg.OperationalError:
+            source_conn = None  # the standby's own receiver status tells whether the link is down
+        target = stack.enter_context(_target_connection(tc))
+        obs = observe(target, source_conn)
+    state = next_state(tc.task.replication_state, obs, tc.ctx.settings.streaming_lag_bytes)
+    progress = dict(tc.task.progress)
+    progress["Replication"] = progress_fields(obs, progress.get("Replication", {}), time.time())
+    tc.observe(replication_info=obs.replication_info(), progress=progress)
+    if state is not tc.task.replication_state:
+        tc.update(replication_state=state)
+        if state is ReplicationState.STREAMING:
+            tc.event(SECTION_SYNC, "Standby caught up with the source; replication is streaming")
+        elif state is ReplicationState.DISCONNECT:
+            tc.event(SECTION_SYNC, "Replication link to the source is down; the standby keeps retrying")
+    else:
+        tc.refresh()
+    return tc.ctx.settings.observe_seconds

@@ -1,0 +1,115 @@
+"""What a stage step sees: the task, the service context, and ways to record what happened."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudmig.checks import SourceSpec, TargetSpec
+from cloudmig.domain import classes
+from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus
+from cloudmig.domain.ids import slot_name_for_task
+from cloudmig.instances.osuser import pg_os_user
+from cloudmig.pg.basebackup import SourceEndpoint
+from cloudmig.pg.passfile import write_passfile
+from cloudmig.services.context import ServiceContext
+from cloudmig.store import instances as instance_store
+from cloudmig.store import tasks as task_store
+from cloudmig.store.records import InstanceRecord, TaskRecord
+
+
+@dataclass
+class TaskContext:
+    ctx: ServiceContext
+    task: TaskRecord
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    # ---- reading ---------------------------------------------------------------------------------
+
+    def refresh(self) -> TaskRecord:
+        rec = task_store.get_task(self.ctx.db, self.task.id)
+        assert rec is not None
+        self.task = rec
+        return rec
+
+    def instance(self) -> InstanceRecord:
+        rec = instance_store.get_instance(self.ctx.db, self.task.instance_id)
+        assert rec is not None
+        return rec
+
+    @property
+    def slot_name(self) -> str:
+        return slot_name_for_task(self.task.id)
+
+    def source_password(self) -> str:
+        return self.ctx.box.open(self.task.source_password_enc)
+
+    def source_spec(self) -> SourceSpec:
+        t = self.task
+        return SourceSpec(
+            host=t.source_ip,
+            port=t.source_port,
+            account=t.source_account,
+            password=self.source_password(),
+            connect_timeout=self.ctx.settings.source_connect_timeout,
+        )
+
+    def source_endpoint(self) -> SourceEndpoint:
+        return SourceEndpoint(
+            host=self.task.source_ip, port=self.task.source_port, user=self.task.source_account
+        )
+
+    def target_spec(self) -> TargetSpec:
+        inst = self.instance()
+        cls = classes.lookup(inst.instance_class)
+        assert cls is not None
+        provider = self.ctx.provider
+        return TargetSpec(
+            major=inst.major,
+            instance_class=cls,
+            storage_gb=inst.storage_gb,
+            free_bytes=lambda: provider.free_bytes(inst.id),
+            connect_admin=lambda dbname: provider.connect_admin(inst.id, inst.port, dbname=dbname),
+        )
+
+    @property
+    def passfile(self) -> Any:
+        return self.ctx.settings.runtime_dir / "passfiles" / f"task-{self.task.id}.pgpass"
+
+    def write_passfile(self) -> None:
+        """(Re)create the 0600 passfile outside every data dir; the runtime dir may be wiped by a reboot."""
+        t = self.task
+        write_passfile(
+            self.passfile,
+            host=t.source_ip,
+            port=t.source_port,
+            user=t.source_account,
+            password=self.source_password(),
+            owner=pg_os_user(self.ctx.settings),
+        )
+
+    def remove_passfile(self) -> None:
+        self.passfile.unlink(missing_ok=True)
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    def event(self, section: str, text: str) -> None:
+        task_store.add_event(self.ctx.db, self.task.id, self.ctx.now(), section, text)
+
+    def update(self, **values: Any) -> None:
+        task_store.update_task(self.ctx.db, self.task.id, self.ctx.now(), **values)
+        self.refresh()
+
+    def observe(self, **values: Any) -> None:
+        """Refresh observed values without touching GmtModified."""
+        task_store.update_task_quietly(self.ctx.db, self.task.id, **values)
+
+    def advance(self, stage: MigrateStage, replication_state: ReplicationState | None = None) -> None:
+        values: dict[str, Any] = {"stage": stage}
+        if replication_state is not None:
+            values["replication_state"] = replication_state
+        self.update(**values)
+
+    def fail(self, reason: str) -> None:
+        self.update(status=TaskStatus.FAILED, reason=reason)

@@ -1,0 +1,1 @@
+"""Local PostgreSQL instances (initdb / pg_ctl) that are the migration targets."""

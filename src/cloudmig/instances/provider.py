@@ -1,0 +1,254 @@
+"""Local managed instances: data directories, sockets, logs and the initdb / pg_ctl lifecycle.
+
+Layout (cloudmig as root runs PostgreSQL as settings.pg_os_user; "pg" below is that user):
+
+    <data_dir>/                         0711 root (cloudmig's own files stay 0600 inside)
+      instances/                        0711 root
+        <id>/                           0700 pg     instance_dir
+          pgdata/                       0700 pg     the cluster (initdb, or a base backup copy)
+          conf/pg_hba.conf, pg_ident.conf           managed, outside pgdata (a copy never clobbers them)
+          log/postgres.log                          pg_ctl -l
+    <runtime_dir>/                      0711 root
+      sockets/<id>/                     0700 pg     unix_socket_directories (short path)
+      passfiles/<id>/pgpass             0700/0600 pg
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from cloudmig.domain.classes import InstanceClass
+from cloudmig.instances.osuser import chown_to, ensure_reachable, pg_os_user
+from cloudmig.pg import ctl
+from cloudmig.pg.basebackup import SourceEndpoint
+from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
+from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, make_dir
+from cloudmig.pg.passfile import write_passfile
+from cloudmig.pg.runner import OsUser, PgCommandError
+from cloudmig.pg.sql import connect_socket
+from cloudmig.settings import Settings
+
+ADMIN_ROLE = "cloudmig_admin"
+# Role names cloudmig reserves on its instances; a source must not have them (Check rds user).
+RESERVED_ROLES: frozenset[str] = frozenset({ADMIN_ROLE})
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_MAX_SOCKET_PATH = 107
+_CREATED_MARKER = ".created"
+
+
+class LocalInstanceProvider:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.user: OsUser | None = pg_os_user(settings)
+
+    # ---- paths --------------------------------------------------------------------------------
+
+    def _check_id(self, instance_id: str) -> str:
+        if not _ID_RE.match(instance_id):
+            raise ValueError(f"invalid instance id {instance_id!r}")
+        return instance_id
+
+    def instance_dir(self, instance_id: str) -> Path:
+        return self.settings.instances_dir / self._check_id(instance_id)
+
+    def pgdata(self, instance_id: str) -> Path:
+        return self.instance_dir(instance_id) / "pgdata"
+
+    def conf_dir(self, instance_id: str) -> Path:
+        return self.instance_dir(instance_id) / "conf"
+
+    def hba_file(self, instance_id: str) -> Path:
+        return self.conf_dir(instance_id) / "pg_hba.conf"
+
+    def logfile(self, instance_id: str) -> Path:
+        return self.instance_dir(instance_id) / "log" / "postgres.log"
+
+    def socket_dir(self, instance_id: str) -> Path:
+        return self.settings.runtime_dir / "sockets" / self._check_id(instance_id)
+
+    def passfile_path(self, instance_id: str) -> Path:
+        """Where the source passfile of this instance's migration lives (runtime dir, not data dir)."""
+        return self.settings.runtime_dir / "passfiles" / self._check_id(instance_id) / "pgpass"
+
+    def bin_dir(self, major: int) -> Path:
+        return find_bin_dir(major, self.settings.pg_bin_dirs)
+
+    # ---- directories --------------------------------------------------------------------------
+
+    def _fixable_roots(self) -> list[Path]:
+        return [self.settings.data_dir, self.settings.runtime_dir]
+
+    def _root_dir(self, path: Path) -> None:
+        """A directory of cloudmig's own (root-owned when root) that the pg user must traverse."""
+        if not path.exists():
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o711)  # noqa: S103 - search only, no listing
+
+    def _prepare_instance_dirs(self, instance_id: str) -> None:
+        self._root_dir(self.settings.data_dir)
+        self._root_dir(self.settings.instances_dir)
+        instance_dir = self.instance_dir(instance_id)
+        make_dir(instance_dir, user=self.user)
+        make_dir(self.logfile(instance_id).parent, user=self.user)
+        make_dir(self.conf_dir(instance_id), user=self.user)
+        ensure_reachable(instance_dir, self.user, fixable_roots=self._fixable_roots())
+
+    def _prepare_runtime_dir(self, path: Path) -> None:
+        """A 0700 directory owned by the pg user under <runtime_dir>/<kind>/ (both 0711)."""
+        self._root_dir(self.settings.runtime_dir)
+        self._root_dir(path.parent)
+        make_dir(path, user=self.user)
+        ensure_reachable(path, self.user, fixable_roots=self._fixable_roots())
+
+    def _prepare_socket_dir(self, instance_id: str, port: int | None = None) -> Path:
+        socket_dir = self.socket_dir(instance_id)
+        longest = socket_dir / f".s.PGSQL.{port or 65535}.lock"
+        if len(os.fsencode(longest)) > _MAX_SOCKET_PATH:
+            raise ValueError(
+                f"socket path {longest} is longer than {_MAX_SOCKET_PATH} bytes; choose a shorter runtime_dir"
+            )
+        self._prepare_runtime_dir(socket_dir)
+        return socket_dir
+
+    # ---- configuration ------------------------------------------------------------------------
+
+    def managed_conf(
+        self, instance_id: str, port: int, cls: InstanceClass, standby: StandbyConf | None = None
+    ) -> ManagedConf:
+        return ManagedConf(
+            port=port,
+            listen_addresses=self.settings.instance_listen_addresses,
+            socket_dir=self.socket_dir(instance_id),
+            hba_file=self.hba_file(instance_id),
+            spec_params=cls.spec_params(),
+            shared_buffers=self.settings.instance_shared_buffers,
+            standby=standby,
+            cluster_name=instance_id,
+        )
+
+    def apply_conf(
+        self, instance_id: str, port: int, cls: InstanceClass, standby: StandbyConf | None = None
+    ) -> list[str]:
+        """Write the managed configuration into the instance's pgdata (see pg.conf.apply_managed_conf);
+        returns the copied settings it removed. Takes effect at the next start."""
+        self._prepare_instance_dirs(instance_id)
+        conf = self.managed_conf(instance_id, port, cls, standby)
+        return apply_managed_conf(self.pgdata(instance_id), conf, user=self.user)
+
+    def write_source_passfile(self, instance_id: str, src: SourceEndpoint, password: str) -> Path:
+        """(Re)write the passfile pg_basebackup and primary_conninfo use; returns its path. The
+        runtime dir may be a tmpfs: rewrite it before every start of a standby."""
+        path = self.passfile_path(instance_id)
+        self._prepare_runtime_dir(path.parent)
+        write_passfile(path, host=src.host, port=src.port, user=src.user, password=password, owner=self.user)
+        return path
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def create(self, instance_id: str, *, port: int, cls: InstanceClass, major: int) -> None:
+        """initdb (superuser ADMIN_ROLE), managed configuration, start. Safe to call again after a
+        crash half-way; once the instance was created, it only makes sure it runs."""
+        bin_dir = self.bin_dir(major)
+        self._prepare_instance_dirs(instance_id)
+        pgdata = self.pgdata(instance_id)
+        marker = self.instance_dir(instance_id) / _CREATED_MARKER
+        if marker.exists() and (pgdata / "PG_VERSION").is_file():
+            self.start(instance_id, major)
+            return
+        self._reset_pgdata(bin_dir, pgdata)
+        ctl.initdb(bin_dir, pgdata, user=self.user, superuser=ADMIN_ROLE)
+        self.apply_conf(instance_id, port, cls)
+        self.start(instance_id, major)
+        marker.write_text("")
+        chown_to(marker, self.user)
+
+    def start(self, instance_id: str, major: int, *, timeout: float = 60) -> None:
+        bin_dir = self.bin_dir(major)
+        self._prepare_instance_dirs(instance_id)
+        self._prepare_socket_dir(instance_id)
+        ctl.start(
+            bin_dir,
+            self.pgdata(instance_id),
+            user=self.user,
+            logfile=self.logfile(instance_id),
+            timeout=timeout,
+        )
+
+    def stop(self, instance_id: str, major: int, *, mode: str = "fast") -> None:
+        pgdata = self.pgdata(instance_id)
+        if not pgdata.is_dir():
+            return
+        ctl.stop(self.bin_dir(major), pgdata, user=self.user, mode=mode)
+
+    def is_running(self, instance_id: str, major: int) -> bool:
+        pgdata = self.pgdata(instance_id)
+        if not pgdata.is_dir():
+            return False
+        return ctl.is_running(self.bin_dir(major), pgdata, user=self.user)
+
+    def promote(self, instance_id: str, major: int) -> None:
+        ctl.promote(self.bin_dir(major), self.pgdata(instance_id), user=self.user)
+
+    def _reset_pgdata(self, bin_dir: Path, pgdata: Path) -> None:
+        if pgdata.exists():
+            ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate")
+            shutil.rmtree(pgdata)
+        make_dir(pgdata, user=self.user)
+
+    def wipe_pgdata(self, instance_id: str, major: int) -> Path:
+        """Stop the server and leave an empty 0700 pgdata owned by the pg user (for pg_basebackup)."""
+        bin_dir = self.bin_dir(major)
+        self._prepare_instance_dirs(instance_id)
+        pgdata = self.pgdata(instance_id)
+        if pgdata.exists():
+            ctl.stop(bin_dir, pgdata, user=self.user)
+        self._reset_pgdata(bin_dir, pgdata)
+        return pgdata
+
+    def destroy(self, instance_id: str, major: int) -> None:
+        """Stop the server and remove the instance, socket and passfile directories. Idempotent."""
+        pgdata = self.pgdata(instance_id)
+        if pgdata.is_dir():
+            try:
+                bin_dir = self.bin_dir(major)
+            except PgBinariesNotFound:
+                if (pgdata / "postmaster.pid").exists():
+                    raise
+            else:
+                try:
+                    ctl.stop(bin_dir, pgdata, user=self.user)
+                except PgCommandError:
+                    ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate")
+        for path in (
+            self.instance_dir(instance_id),
+            self.socket_dir(instance_id),
+            self.passfile_path(instance_id).parent,
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(path)
+
+    # ---- access -------------------------------------------------------------------------------
+
+    def connect_admin(
+        self, instance_id: str, port: int, *, user: str = ADMIN_ROLE, dbname: str = "postgres"
+    ) -> psycopg.Connection[tuple[Any, ...]]:
+        """Autocommit connection over the instance's socket (trust). After a base backup the cluster
+        is the source's: ADMIN_ROLE exists there only once the engine created it (use
+        probes.bootstrap_superuser's name until then)."""
+        return connect_socket(self.socket_dir(instance_id), port, user, dbname=dbname)
+
+    def free_bytes(self, instance_id: str) -> int:
+        """Free space (for unprivileged users) of the file system holding the instance directory."""
+        path = self.instance_dir(instance_id)
+        while not path.exists():
+            path = path.parent
+        st = os.statvfs(path)
+        return st.f_bavail * st.f_frsize

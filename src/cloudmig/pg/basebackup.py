@@ -1,0 +1,151 @@
+"""pg_basebackup: argument list, progress parsing, and a supervised run."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import select
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudmig.pg.runner import OsUser, PgCommandError, spawn
+
+# "  23456/148000 kB (15%), 0/1 tablespace" (+ " (path)" with -v); older servers print "(>100%)".
+_PROGRESS_RE = re.compile(r"(\d+)/(\d+)\s+kB\s+\(>?(\d+)%\)")
+_SPLIT_RE = re.compile(r"[\r\n]")
+_POLL_SECONDS = 0.2
+_TAIL_LINES = 40
+APPLICATION_NAME = "cloudmig_basebackup"
+
+
+@dataclass(frozen=True)
+class SourceEndpoint:
+    host: str
+    port: int
+    user: str
+
+
+class BasebackupStopped(PgCommandError):
+    """pg_basebackup was killed because the caller asked to stop (should_stop() became true)."""
+
+
+def basebackup_argv(
+    bin_dir: Path,
+    target: Path,
+    src: SourceEndpoint,
+    slot: str,
+    *,
+    tablespace_mapping: Mapping[str, Path] | None = None,
+) -> list[str]:
+    """Plain-format copy into `target` with WAL streamed through the existing physical `slot`.
+    No -R (cloudmig writes the standby settings itself), no -C (the engine creates the slot)."""
+    argv = [
+        os.fspath(bin_dir / "pg_basebackup"),
+        "-D",
+        os.fspath(target),
+        "-h",
+        src.host,
+        "-p",
+        str(int(src.port)),
+        "-U",
+        src.user,
+        "-X",
+        "stream",
+        "-S",
+        slot,
+        "-c",
+        "fast",
+        "-P",
+        "-v",
+        "-w",
+    ]
+    for old, new in sorted((tablespace_mapping or {}).items()):
+        argv.append(f"--tablespace-mapping={_ts_escape(old)}={_ts_escape(os.fspath(new))}")
+    return argv
+
+
+def _ts_escape(path: str) -> str:
+    return path.replace("=", "\\=")
+
+
+def parse_progress(chunk: str) -> tuple[int, int] | None:
+    """(done_bytes, total_bytes) of the last progress report in `chunk`, or None."""
+    last = None
+    for match in _PROGRESS_RE.finditer(chunk):
+        last = match
+    if last is None:
+        return None
+    done, total = int(last.group(1)) * 1024, int(last.group(2)) * 1024
+    return done, max(total, done)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=30)
+
+
+def run_basebackup(
+    bin_dir: Path,
+    target: Path,
+    src: SourceEndpoint,
+    slot: str,
+    *,
+    passfile: Path,
+    user: OsUser | None,
+    on_progress: Callable[[int, int], None],
+    should_stop: Callable[[], bool] = lambda: False,
+    tablespace_mapping: Mapping[str, Path] | None = None,
+) -> None:
+    """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
+    Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
+    Raises PgCommandError (stderr tail included) on failure, BasebackupStopped when should_stop()
+    turned true (the child is killed), and kills the child if on_progress raises."""
+    argv = basebackup_argv(bin_dir, target, src, slot, tablespace_mapping=tablespace_mapping)
+    env = {"PGPASSFILE": os.fspath(passfile), "PGAPPNAME": APPLICATION_NAME, "PGCONNECT_TIMEOUT": "10"}
+    proc = spawn(argv, user=user, env=env)
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    lines: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+    pending = ""
+    try:
+        while True:
+            if should_stop():
+                _kill(proc)
+                raise BasebackupStopped("pg_basebackup", proc.returncode or -9, "stopped on request")
+            ready, _, _ = select.select([fd], [], [], _POLL_SECONDS)
+            if not ready:
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            pending += data.decode("utf-8", errors="replace")
+            *complete, pending = _SPLIT_RE.split(pending)
+            for line in complete:
+                _handle_line(line, lines, on_progress)
+        if pending:
+            _handle_line(pending, lines, on_progress)
+        returncode = proc.wait()
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        proc.stderr.close()
+    if returncode != 0:
+        raise PgCommandError("pg_basebackup", returncode, "\n".join(lines))
+
+
+def _handle_line(line: str, lines: collections.deque[str], on_progress: Callable[[int, int], None]) -> None:
+    if not line.strip():
+        return
+    progress = parse_progress(line)
+    if progress is not None:
+        on_progress(*progress)
+    else:
+        lines.append(line.rstrip())

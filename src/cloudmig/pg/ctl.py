@@ -1,0 +1,103 @@
+"""initdb and pg_ctl, run as the PostgreSQL OS user. start/stop are idempotent."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from cloudmig.pg.runner import OsUser, PgCommandError, run, tail
+
+log = logging.getLogger("cloudmig.pg")
+
+_LOCALES = ("C.UTF-8", "C")
+# pg_ctl status: 3 = not running, 4 = no (accessible) data directory.
+_NOT_RUNNING_CODES = (3, 4)
+
+
+def initdb(bin_dir: Path, pgdata: Path, *, user: OsUser | None, superuser: str) -> None:
+    """Create a cluster in `pgdata` (missing or empty). Local connections trust (the socket dir is
+    0700), TCP rejected until the managed pg_hba.conf replaces initdb's."""
+    last: PgCommandError | None = None
+    for locale in _LOCALES:
+        argv: list[str | Path] = [
+            bin_dir / "initdb",
+            "-D",
+            pgdata,
+            "-U",
+            superuser,
+            "--auth-local=trust",
+            "--auth-host=reject",
+            "--encoding=UTF8",
+            f"--locale={locale}",
+            "--no-instructions",
+        ]
+        try:
+            run(argv, user=user, timeout=300)
+            return
+        except PgCommandError as exc:
+            last = exc
+            if "locale" not in exc.stderr.lower():
+                raise
+            log.warning("initdb with locale %s failed, trying the next one: %s", locale, exc.stderr)
+    raise last if last is not None else RuntimeError("no locale to try")
+
+
+def is_running(bin_dir: Path, pgdata: Path, *, user: OsUser | None) -> bool:
+    try:
+        run([bin_dir / "pg_ctl", "status", "-D", pgdata], user=user, timeout=30)
+    except PgCommandError as exc:
+        if exc.returncode in _NOT_RUNNING_CODES:
+            return False
+        raise
+    return True
+
+
+def _log_tail(logfile: Path, limit: int = 3000) -> str:
+    try:
+        return tail(logfile.read_text(errors="replace"), limit)
+    except OSError:
+        return ""
+
+
+def start(bin_dir: Path, pgdata: Path, *, user: OsUser | None, logfile: Path, timeout: float = 60) -> None:
+    """pg_ctl -w start; no error when the server already runs. The server log goes to `logfile`
+    (its directory must be writable by `user`); on failure its tail is part of the error."""
+    if is_running(bin_dir, pgdata, user=user):
+        return
+    argv: list[str | Path] = [bin_dir / "pg_ctl", "start", "-D", pgdata, "-l", logfile, "-w", "-t", str(int(timeout))]
+    try:
+        run(argv, user=user, timeout=timeout + 30)
+    except PgCommandError as exc:
+        if "another server might be running" in exc.stderr and is_running(bin_dir, pgdata, user=user):
+            return  # a concurrent start won the race
+        log_tail = _log_tail(logfile)
+        detail = f"{exc.stderr.strip()}\n--- {logfile} ---\n{log_tail}" if log_tail else exc.stderr
+        raise PgCommandError(exc.command, exc.returncode, detail) from exc
+
+
+def stop(
+    bin_dir: Path, pgdata: Path, *, user: OsUser | None, mode: str = "fast", timeout: float = 60
+) -> None:
+    """pg_ctl -w stop; no error when the server is not running (or pgdata does not exist)."""
+    if mode not in ("smart", "fast", "immediate"):
+        raise ValueError(f"invalid shutdown mode {mode!r}")
+    if not is_running(bin_dir, pgdata, user=user):
+        return
+    argv: list[str | Path] = [bin_dir / "pg_ctl", "stop", "-D", pgdata, "-m", mode, "-w", "-t", str(int(timeout))]
+    try:
+        run(argv, user=user, timeout=timeout + 30)
+    except PgCommandError:
+        if not is_running(bin_dir, pgdata, user=user):
+            return
+        raise
+
+
+def reload(bin_dir: Path, pgdata: Path, *, user: OsUser | None) -> None:
+    """pg_ctl reload (SIGHUP): re-read the configuration files."""
+    run([bin_dir / "pg_ctl", "reload", "-D", pgdata], user=user, timeout=30)
+
+
+def promote(bin_dir: Path, pgdata: Path, *, user: OsUser | None, timeout: float = 60) -> None:
+    """pg_ctl -w promote: end recovery; waits until the server accepts writes."""
+    argv: list[str | Path] = [bin_dir / "pg_ctl", "promote", "-D", pgdata, "-w", "-t", str(int(timeout))]
+    run(argv, user=user, timeout=timeout + 30)

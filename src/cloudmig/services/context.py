@@ -1,0 +1,42 @@
+"""Everything a use case needs, built once per process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from cloudmig.domain.time import utcnow
+from cloudmig.instances.osuser import ensure_reachable, pg_os_user
+from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.secretbox import SecretBox
+from cloudmig.settings import Settings
+from cloudmig.store.db import open_store
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    db: Engine
+    box: SecretBox
+    provider: LocalInstanceProvider
+    now: Callable[[], datetime] = field(default=utcnow)
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data dir; when root, make sure the PostgreSQL OS user can reach instance dirs."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    settings.instances_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    settings.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_reachable(settings.instances_dir, pg_os_user(settings))
+
+
+def build_context(settings: Settings, *, for_server: bool = True) -> ServiceContext:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if for_server:
+        prepare_data_dir(settings)
+    db = open_store(settings.effective_store_url)
+    box = SecretBox.from_settings(settings.secret_key, settings.key_file)
+    return ServiceContext(settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings))

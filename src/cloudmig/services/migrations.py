@@ -1,0 +1,109 @@
+"""Precheck and migration tasks: creation (the engine does the work) and reading them back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cloudmig import errors
+from cloudmig.domain.detail import Event
+from cloudmig.domain.enums import (
+    InstanceStatus,
+    MigrateStage,
+    ReplicationState,
+    TaskKind,
+    TaskStatus,
+)
+from cloudmig.domain.ids import new_migration_task_name, new_precheck_task_name
+from cloudmig.engine import target_probe
+from cloudmig.services.context import ServiceContext
+from cloudmig.services.instances import get_instance
+from cloudmig.store import tasks as task_store
+from cloudmig.store.records import TaskRecord
+from cloudmig.store.tasks import TaskFilter
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    instance_id: str
+    source_ip: str
+    source_port: int
+    source_account: str
+    source_password: str = field(repr=False)
+    source_category: str
+    task_name: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    total: int
+    tasks: list[TaskRecord]
+    events: dict[int, list[Event]]
+
+
+def _task_values(ctx: ServiceContext, req: SourceRequest, kind: TaskKind, name: str) -> dict[str, object]:
+    now = ctx.now()
+    return {
+        "kind": kind,
+        "name": name,
+        "instance_id": req.instance_id,
+        "source_ip": req.source_ip,
+        "source_port": req.source_port,
+        "source_account": req.source_account,
+        "source_password_enc": ctx.box.seal(req.source_password),
+        "source_category": req.source_category,
+        "stage": MigrateStage.PRECHECK,
+        "replication_state": ReplicationState.UNSTARTED,
+        "status": TaskStatus.RUNNING,
+        "created_at": now,
+        "modified_at": now,
+    }
+
+
+def _task_name(ctx: ServiceContext, req: SourceRequest, kind: TaskKind) -> str:
+    if req.task_name is None:
+        return new_migration_task_name() if kind is TaskKind.MIGRATION else new_precheck_task_name()
+    if task_store.name_taken(ctx.db, req.instance_id, kind, req.task_name):
+        raise errors.TaskNameConflict()
+    return req.task_name
+
+
+def create_migration_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord:
+    inst = get_instance(ctx, req.instance_id)
+    if inst.status is not InstanceStatus.RUNNING:
+        raise errors.IncorrectInstanceState(
+            f"The current instance state ({inst.status.value}) does not support this operation."
+        )
+    if inst.migration_task_id is not None:
+        raise errors.IncorrectInstanceState(
+            f"A migration task ({inst.migration_task_id}) is already using this instance."
+        )
+    emptiness = target_probe.non_empty_reason(ctx.provider, inst)
+    if emptiness:
+        raise errors.IncorrectInstanceState(f"The instance is not empty: {emptiness}.")
+    name = _task_name(ctx, req, TaskKind.MIGRATION)
+    values = _task_values(ctx, req, TaskKind.MIGRATION, name)
+    task_id = task_store.insert_task_claiming_instance(ctx.db, values, ctx.now())
+    if task_id is None:
+        raise errors.IncorrectInstanceState("Another migration task started on this instance meanwhile.")
+    rec = task_store.get_task(ctx.db, task_id)
+    assert rec is not None
+    return rec
+
+
+def create_precheck_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord:
+    inst = get_instance(ctx, req.instance_id)
+    if inst.status is not InstanceStatus.RUNNING:
+        raise errors.IncorrectInstanceState(
+            f"The current instance state ({inst.status.value}) does not support this operation."
+        )
+    name = _task_name(ctx, req, TaskKind.PRECHECK)
+    task_id = task_store.insert_task(ctx.db, _task_values(ctx, req, TaskKind.PRECHECK, name))
+    rec = task_store.get_task(ctx.db, task_id)
+    assert rec is not None
+    return rec
+
+
+def describe_tasks(ctx: ServiceContext, f: TaskFilter, *, page_number: int, page_size: int) -> TaskPage:
+    get_instance(ctx, f.instance_id)
+    total, recs = task_store.find_tasks(ctx.db, f, offset=(page_number - 1) * page_size, limit=page_size)
+    return TaskPage(total, recs, task_store.events_for(ctx.db, [r.id for r in recs]))

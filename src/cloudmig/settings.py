@@ -1,0 +1,107 @@
+"""Service settings: CLOUDMIG_* environment variables, an optional YAML file, then CLI flags."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def default_data_dir() -> Path:
+    if running_as_root():
+        return Path("/var/lib/cloudmig")
+    return Path.home() / ".local" / "share" / "cloudmig"
+
+
+def default_runtime_dir() -> Path:
+    # Passfiles live here: a tmpfs-like place outside the data dir, recreated by the engine on start.
+    if running_as_root():
+        return Path("/run/cloudmig")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "cloudmig"
+    return Path(tempfile.gettempdir()) / f"cloudmig-{os.getuid()}"
+
+
+class Settings(BaseSettings):
+    """Frozen settings object; build it with `load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="CLOUDMIG_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9800, ge=1, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    runtime_dir: Path = Field(default_factory=default_runtime_dir)
+    # SQLAlchemy URL of the store; empty means SQLite inside the data dir.
+    store_url: str = ""
+    # Fernet key (urlsafe base64); empty means a 0600 key file inside the data dir.
+    secret_key: str = Field(default="", repr=False)
+
+    # PostgreSQL binaries and the OS user that runs them when cloudmig runs as root.
+    pg_os_user: str = "postgres"
+    pg_bin_dirs: list[Path] = Field(default_factory=list)
+
+    # Managed instances.
+    instance_host: str = "127.0.0.1"
+    instance_listen_addresses: str = "127.0.0.1"
+    instance_port_min: int = Field(default=15432, ge=1024, le=65535)
+    instance_port_max: int = Field(default=16431, ge=1024, le=65535)
+    instance_shared_buffers: str = "128MB"
+
+    # Engine.
+    engine_tick_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=15.0, gt=0)
+    observe_seconds: float = Field(default=2.0, gt=0)
+    source_connect_timeout: int = Field(default=5, ge=1)
+    # Throttle for pg_basebackup in kB/s (0 = unthrottled), to spare a busy source's disks.
+    basebackup_max_rate_kb: int = Field(default=0, ge=0)
+    # Replay lag (bytes) under which a connected standby counts as caught up.
+    streaming_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+
+    # API.
+    timestamp_window_seconds: int = 15 * 60
+    host_id: str = "rds.aliyuncs.com"
+    log_level: str = "info"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "cloudmig.db"
+
+    @property
+    def effective_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.data_dir / "instances"
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Environment first, then values of an optional YAML file, then explicit overrides (CLI flags)."""
+    values: dict[str, Any] = {}
+    path = config_file or (Path(os.environ["CLOUDMIG_CONFIG"]) if os.environ.get("CLOUDMIG_CONFIG") else None)
+    if path is not None:
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of settings")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    # Init kwargs win over env; let env fill what neither the file nor flags set.
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""SQL store: SQLAlchemy Core tables and queries, Alembic migrations. SQLite by default."""

@@ -1,0 +1,557 @@
+"""The assessment catalogue against real PostgreSQL: one healthy source that passes everything, and
+for each sub-check a source or target that makes it fail, asserting the exact report line."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.support.pgcluster import (
+    DEFAULT_HBA,
+    DEFAULT_PASSWORD,
+    SourceCluster,
+    free_port,
+    make_settings,
+)
+
+from cloudmig.checks import SourceSpec, TargetSpec, run_assessment
+from cloudmig.domain.checks import CheckResult, render_report
+from cloudmig.domain.classes import CATALOGUE as CLASSES
+from cloudmig.domain.classes import InstanceClass
+from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
+from cloudmig.pg.conf import make_dir
+from cloudmig.pg.runner import run
+
+pytestmark = pytest.mark.func
+
+ACCOUNT = "migratetest"
+MEDIUM = CLASSES["pg.n2.medium.2c"]  # max_connections 400, max_wal_senders 16, ...
+MB = 1024 * 1024
+# A source is healthy only with a bounded max_slot_wal_keep_size (the default -1 is a warning).
+HEALTHY_SETTINGS: dict[str, object] = {"max_slot_wal_keep_size": "2GB"}
+
+HEALTHY_REPORT = """\
+[Check rds empty]
+Check rds databases: success
+[Check source connectivity]
+Check ip connectable: success
+Check port connectable: success
+Check database connectable: success
+Check account replication privilege: success
+Check account createrole privilege: success
+Check account monitor privilege: success
+[Check source version]
+Check major version consistent: success
+[Check source replication config]
+Check wal level: success
+Check wal senders: success
+Check replication slots: success
+[Check source glibc version]
+Check source glibc version compatible: success
+[Check disk size]
+Check disk size enough: success
+[Check wal keep size]
+Check wal keep size large enough: success
+[Check spec params]
+Check if spec params too large: success
+[Check rds user]
+Check reserved accounts: success
+[Check extensions]
+Check extensions supported: success
+[Check tablespaces]
+Check tablespaces: success
+[Check logical replication slots]
+Check logical replication slot: success
+[Check storage format]
+Check block and segment size: success
+*Migrate check success*
+"""
+
+
+# ---- targets -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    provider: LocalInstanceProvider
+    instance_id: str
+    port: int
+    major: int
+
+    def spec(
+        self,
+        *,
+        storage_gb: int = 10,
+        cls: InstanceClass = MEDIUM,
+        allow: frozenset[str] | None = None,
+    ) -> TargetSpec:
+        return TargetSpec(
+            major=self.major,
+            instance_class=cls,
+            storage_gb=storage_gb,
+            free_bytes=lambda: self.provider.free_bytes(self.instance_id),
+            connect_admin=lambda dbname: self.provider.connect_admin(
+                self.instance_id, self.port, dbname=dbname
+            ),
+            extension_allow_list=allow,
+        )
+
+    def sql(self, query: str, dbname: str = "postgres") -> None:
+        with self.provider.connect_admin(self.instance_id, self.port, dbname=dbname) as conn:
+            conn.execute(query)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def make_target(base: Path, instance_id: str, major: int = 15) -> Iterator[Target]:
+    provider = LocalInstanceProvider(make_settings(base))
+    port = free_port()
+    try:
+        provider.create(instance_id, port=port, cls=MEDIUM, major=major)
+        yield Target(provider, instance_id, port, major)
+    finally:
+        provider.destroy(instance_id, major)
+
+
+@pytest.fixture(scope="module")
+def target(pg_base_dir: Path) -> Iterator[Target]:
+    """An empty PostgreSQL 15 instance created by the local provider (never changed by a test)."""
+    with make_target(pg_base_dir, "pgmassess15") as tgt:
+        yield tgt
+
+
+# ---- sources -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def make_source(
+    base: Path,
+    settings: Mapping[str, object] | None = None,
+    *,
+    major: int = 15,
+    prepare: Callable[[SourceCluster], None] | None = None,
+) -> Iterator[SourceCluster]:
+    """A source with the migration account; `prepare` runs before its first start when given."""
+    cluster = SourceCluster.create(base, major=major, settings=settings, start=prepare is None)
+    try:
+        if prepare is not None:
+            prepare(cluster)
+            cluster.start()
+        cluster.create_migration_account(ACCOUNT)
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="module")
+def healthy(pg_base_dir: Path) -> Iterator[SourceCluster]:
+    """A healthy source with a second database using an extension, plus three accounts that each
+    lack one privilege (tests only read it)."""
+    with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        cluster.sql("CREATE DATABASE app")
+        cluster.sql("CREATE EXTENSION hstore", dbname="app")
+        cluster.sql("CREATE TABLE t (id int PRIMARY KEY, h hstore)", dbname="app")
+        cluster.create_migration_account("norepl", replication=False)
+        cluster.create_migration_account("nocreaterole", createrole=False)
+        cluster.create_migration_account("nomonitor", monitor=False)
+        yield cluster
+
+
+def spec_of(cluster: SourceCluster, account: str = ACCOUNT, password: str = DEFAULT_PASSWORD) -> SourceSpec:
+    return SourceSpec(
+        host=cluster.host, port=cluster.port, account=account, password=password, connect_timeout=5
+    )
+
+
+def assess(source: SourceSpec, target: TargetSpec) -> tuple[list[CheckResult], str]:
+    results = run_assessment(source, target)
+    report = render_report(results)
+    assert source.password not in report
+    assert len(results) == 20  # every sub-check is always listed
+    return results, report
+
+
+def line_of(report: str, name: str) -> str:
+    found = [line for line in report.splitlines() if line.startswith(f"{name}: ")]
+    assert len(found) == 1, report
+    return found[0]
+
+
+def assert_fails(report: str, expected_line: str) -> None:
+    name = expected_line.split(": ", 1)[0]
+    assert line_of(report, name) == expected_line, report
+    assert report.endswith("*Migrate check failed*\n"), report
+
+
+def assert_warns(report: str, expected_line: str) -> None:
+    name = expected_line.split(": ", 1)[0]
+    assert line_of(report, name) == expected_line, report
+    assert report.endswith("*Migrate check success*\n"), report
+
+
+# ---- the healthy source --------------------------------------------------------------------------------
+
+
+def test_healthy_source_passes_every_check(healthy: SourceCluster, target: Target) -> None:
+    _, report = assess(spec_of(healthy), target.spec())
+    assert report == HEALTHY_REPORT
+
+
+def test_assessment_changes_neither_side(healthy: SourceCluster, target: Target) -> None:
+    def state(query: str, conn_sql: Callable[[str], object]) -> object:
+        return conn_sql(query)
+
+    slots_before = healthy.sql("SELECT slot_name FROM pg_replication_slots")
+    roles_before = healthy.sql("SELECT rolname FROM pg_roles ORDER BY 1")
+    with target.provider.connect_admin(target.instance_id, target.port) as conn:
+        target_dbs_before = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+    assess(spec_of(healthy), target.spec())
+    assert healthy.sql("SELECT slot_name FROM pg_replication_slots") == slots_before == []
+    assert healthy.sql("SELECT rolname FROM pg_roles ORDER BY 1") == roles_before
+    with target.provider.connect_admin(target.instance_id, target.port) as conn:
+        assert conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall() == target_dbs_before
+
+
+# ---- Check rds empty -----------------------------------------------------------------------------------
+
+
+def test_rds_with_a_database_is_not_empty(pg_base_dir: Path, healthy: SourceCluster) -> None:
+    with make_target(pg_base_dir, "pgmassessdb") as tgt:
+        tgt.sql("CREATE DATABASE leftover")
+        _, report = assess(spec_of(healthy), tgt.spec())
+    assert_fails(report, "Check rds databases: error(error:rds not empty, database leftover exists)")
+
+
+def test_rds_with_a_table_in_postgres_is_not_empty(pg_base_dir: Path, healthy: SourceCluster) -> None:
+    with make_target(pg_base_dir, "pgmassesstab") as tgt:
+        tgt.sql("CREATE TABLE public.leftover (id int)")
+        _, report = assess(spec_of(healthy), tgt.spec())
+    assert_fails(report, "Check rds databases: error(error:postgres not empty, check if any table exists)")
+
+
+# ---- Check source connectivity -------------------------------------------------------------------------
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
+
+
+def _routed_subnets() -> list[ipaddress.IPv4Network]:
+    out = subprocess.run(["ip", "-j", "route", "show"], check=True, capture_output=True, text=True).stdout
+    nets = []
+    for route in json.loads(out or "[]"):
+        dst = route.get("dst", "default")
+        if dst != "default":
+            nets.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False))
+    return [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+
+
+@pytest.fixture
+def dead_end_address() -> Iterator[str]:
+    """An address whose only route is a veth whose peer (in a namespace of our own) is down: a
+    connect fails with EHOSTUNREACH and no packet leaves the host. Cleaned up afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a network namespace and a veth pair needs root")
+    tag = f"{os.getpid() % 100000}"
+    netns, host_if, peer_if = f"cmchk{tag}", f"cmh{tag}", f"cmp{tag}"
+    used = _routed_subnets()
+    subnet = next(
+        (
+            net
+            for third in range(os.getpid() % 200, 256)
+            for net in [ipaddress.IPv4Network(f"10.213.{third}.0/24")]
+            if not any(net.overlaps(u) for u in used)
+        ),
+        None,
+    )
+    if subnet is None:
+        pytest.skip("no free 10.213.x.0/24 subnet for the test veth")
+    hosts = list(subnet.hosts())
+    try:
+        try:
+            _ip("netns", "add", netns)
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", peer_if)
+            _ip("link", "set", peer_if, "netns", netns)  # the peer stays down in its namespace
+            _ip("addr", "add", f"{hosts[0]}/{subnet.prefixlen}", "dev", host_if)
+            _ip("link", "set", host_if, "up")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else exc
+            pytest.skip(f"ip netns / veth not permitted here: {detail}")
+        dead = str(hosts[1])
+        route = subprocess.run(
+            ["ip", "route", "get", dead], check=True, capture_output=True, text=True
+        ).stdout
+        assert f"dev {host_if}" in route, route  # never send anything anywhere else
+        yield dead
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+
+
+def test_unreachable_ip(dead_end_address: str, target: Target) -> None:
+    source = SourceSpec(host=dead_end_address, port=5432, account=ACCOUNT, password="x", connect_timeout=5)
+    _, report = assess(source, target.spec())
+    assert_fails(report, f"Check ip connectable: error(error:{dead_end_address} is unapproachable)")
+    assert line_of(report, "Check port connectable") == (
+        "Check port connectable: error(error:skipped, source host is unapproachable)"
+    )
+
+
+def test_nothing_listening_on_the_port(target: Target) -> None:
+    port = free_port()
+    source = SourceSpec(host="127.0.0.1", port=port, account=ACCOUNT, password="x")
+    _, report = assess(source, target.spec())
+    assert line_of(report, "Check ip connectable") == "Check ip connectable: success"
+    assert_fails(report, f"Check port connectable: error(error:{port} is unapproachable)")
+    assert line_of(report, "Check database connectable") == (
+        "Check database connectable: error(error:skipped, source port is unapproachable)"
+    )
+
+
+def test_wrong_password(healthy: SourceCluster, target: Target) -> None:
+    wrong = "Not_The_Password_42"
+    _, report = assess(spec_of(healthy, password=wrong), target.spec())
+    assert_fails(
+        report, f"Check database connectable: error(error:cannot connect to source database by {ACCOUNT})"
+    )
+    assert line_of(report, "Check wal level") == (
+        "Check wal level: error(error:skipped, cannot connect to source database)"
+    )
+    assert wrong not in report
+
+
+def test_pg_hba_without_replication_line(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        cluster.set_hba([line for line in DEFAULT_HBA if "replication" not in line])
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(
+        report,
+        f"Check database connectable: error(error:replication connection rejected for {ACCOUNT},"
+        " check pg_hba.conf)",
+    )
+    assert (
+        line_of(report, "Check account replication privilege")
+        == "Check account replication privilege: success"
+    )
+
+
+def test_account_without_replication(healthy: SourceCluster, target: Target) -> None:
+    _, report = assess(spec_of(healthy, "norepl"), target.spec())
+    assert_fails(
+        report, "Check account replication privilege: error(error:norepl has no replication privilege)"
+    )
+    # Its refused replication connection is not blamed on pg_hba.conf.
+    assert line_of(report, "Check database connectable") == (
+        "Check database connectable: error(error:skipped, norepl has no replication privilege)"
+    )
+
+
+def test_account_without_createrole(healthy: SourceCluster, target: Target) -> None:
+    _, report = assess(spec_of(healthy, "nocreaterole"), target.spec())
+    assert_fails(
+        report, "Check account createrole privilege: error(error:nocreaterole has no createrole privilege)"
+    )
+
+
+def test_account_not_in_pg_monitor(healthy: SourceCluster, target: Target) -> None:
+    _, report = assess(spec_of(healthy, "nomonitor"), target.spec())
+    assert_fails(
+        report, "Check account monitor privilege: error(error:nomonitor is not a member of pg_monitor)"
+    )
+
+
+# ---- Check source version ------------------------------------------------------------------------------
+
+
+def test_major_version_differs(pg_base_dir: Path, target: Target) -> None:
+    try:
+        find_bin_dir(16)
+    except PgBinariesNotFound as exc:
+        pytest.skip(f"no PostgreSQL 16 binaries (pip install pgserver): {exc}")
+    with make_source(pg_base_dir, HEALTHY_SETTINGS, major=16) as cluster:
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(
+        report,
+        "Check major version consistent: error(error:source major version 16 is not consistent with rds major"
+        " version 15)",
+    )
+    # Everything else about this source is fine: it was gathered from a 16 server all the same.
+    assert line_of(report, "Check wal level") == "Check wal level: success"
+    assert line_of(report, "Check extensions supported") == "Check extensions supported: success"
+
+
+# ---- Check source replication config -------------------------------------------------------------------
+
+
+def test_wal_level_minimal(pg_base_dir: Path, target: Target) -> None:
+    settings = {**HEALTHY_SETTINGS, "wal_level": "minimal", "max_wal_senders": 0}
+    with make_source(pg_base_dir, settings) as cluster:
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(report, "Check wal level: error(error:wal_level is minimal, it must be replica or logical)")
+    assert line_of(report, "Check wal senders") == (
+        "Check wal senders: error(error:only 0 free wal senders on source, need 2)"
+    )
+
+
+def test_too_few_wal_senders(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, {**HEALTHY_SETTINGS, "max_wal_senders": 1}) as cluster:
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(report, "Check wal senders: error(error:only 1 free wal senders on source, need 2)")
+
+
+def test_no_replication_slots(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, {**HEALTHY_SETTINGS, "max_replication_slots": 0}) as cluster:
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(
+        report,
+        "Check replication slots: error(error:no free replication slot on source (max_replication_slots=0))",
+    )
+
+
+# ---- Check source glibc version ------------------------------------------------------------------------
+
+
+def test_glibc_collation_version_differs(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        cluster.sql("UPDATE pg_database SET datcollversion = '0.0' WHERE datname = 'postgres'")
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_warns(
+        report,
+        "Check source glibc version compatible: warning(warning:source glibc version is not compatible with rds pg)",
+    )
+
+
+# ---- Check disk size -----------------------------------------------------------------------------------
+
+
+def _source_mb(cluster: SourceCluster) -> int:
+    total = int(cluster.scalar("SELECT sum(pg_database_size(oid)) FROM pg_database"))
+    return -(-total // MB)
+
+
+def test_disk_size_not_enough(healthy: SourceCluster, target: Target) -> None:
+    before = _source_mb(healthy)
+    _, report = assess(spec_of(healthy), target.spec(storage_gb=0))
+    after = _source_mb(healthy)
+    line = line_of(report, "Check disk size enough")
+    match = re.fullmatch(
+        r"Check disk size enough: error\(error:disk size of rds is not enough, source (\d+) MB, rds 0 MB\)",
+        line,
+    )
+    assert match is not None, line
+    assert min(before, after) <= int(match.group(1)) <= max(before, after)
+    assert report.endswith("*Migrate check failed*\n")
+
+
+# ---- Check wal keep size -------------------------------------------------------------------------------
+
+
+def test_wal_keep_size_too_small(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, {"max_slot_wal_keep_size": "64MB"}) as cluster:
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(
+        report,
+        "Check wal keep size large enough: error(error:max_slot_wal_keep_size 64 MB is too small, need 1024 MB)",
+    )
+
+
+def test_wal_keep_size_unlimited_is_a_warning(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, {"max_slot_wal_keep_size": -1}) as cluster:
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_warns(
+        report,
+        "Check wal keep size large enough: warning(warning:max_slot_wal_keep_size is unlimited,"
+        " a stalled migration can fill the source disk)",
+    )
+
+
+# ---- Check spec params ---------------------------------------------------------------------------------
+
+
+def test_spec_params_larger_than_the_class(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, {**HEALTHY_SETTINGS, "max_connections": 500}) as cluster:
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(
+        report,
+        "Check if spec params too large: error(error:max_connections of source (500) is larger than rds (400))",
+    )
+
+
+# ---- Check rds user ------------------------------------------------------------------------------------
+
+
+def test_reserved_account_on_source(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        cluster.sql("CREATE ROLE cloudmig_admin NOLOGIN")
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(
+        report, "Check reserved accounts: error(error:reserved account cloudmig_admin exists on source)"
+    )
+
+
+# ---- Check extensions ----------------------------------------------------------------------------------
+
+
+def test_extension_not_in_the_allow_list(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        cluster.sql("CREATE EXTENSION hstore")
+        _, report = assess(spec_of(cluster), target.spec(allow=frozenset()))
+    assert_fails(
+        report,
+        "Check extensions supported: error(error:extension hstore in database postgres is not supported by rds)",
+    )
+
+
+def test_database_the_account_cannot_connect_to_is_a_warning(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        cluster.sql("CREATE DATABASE private")
+        cluster.sql("REVOKE CONNECT ON DATABASE private FROM PUBLIC")
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_warns(
+        report,
+        f"Check extensions supported: warning(warning:cannot connect to database private by {ACCOUNT},"
+        " its extensions are not checked)",
+    )
+
+
+# ---- Check tablespaces, logical slots, storage format --------------------------------------------------
+
+
+def test_tablespace_on_source(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        location = cluster.root / "ts_fast"
+        make_dir(location, user=cluster.user)
+        cluster.sql(f"CREATE TABLESPACE fast LOCATION '{location}'")
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(report, "Check tablespaces: error(error:tablespace fast is not supported)")
+
+
+def test_logical_replication_slot_is_a_warning(pg_base_dir: Path, target: Target) -> None:
+    with make_source(pg_base_dir, {**HEALTHY_SETTINGS, "wal_level": "logical"}) as cluster:
+        cluster.sql("SELECT pg_create_logical_replication_slot('sub1', 'test_decoding')")
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_warns(
+        report,
+        "Check logical replication slot: warning(warning:logical replication slot sub1 will not be migrated)",
+    )
+
+
+def test_wal_segment_size_differs(pg_base_dir: Path, target: Target) -> None:
+    def resize_wal_segments(cluster: SourceCluster) -> None:
+        run([cluster.bin_dir / "pg_resetwal", "--wal-segsize=32", "-D", cluster.pgdata], user=cluster.user)
+
+    with make_source(pg_base_dir, HEALTHY_SETTINGS, prepare=resize_wal_segments) as cluster:
+        _, report = assess(spec_of(cluster), target.spec())
+    assert_fails(
+        report,
+        "Check block and segment size: error(error:wal_segment_size of source (33554432) differs from rds"
+        " (16777216))",
+    )

@@ -1,0 +1,142 @@
+"""Steps e2e tests repeat, driven through the official tea SDK (V3 signatures)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from alibabacloud_rds20140815 import models as rds
+
+T = TypeVar("T")
+
+MIGRATION_PASSWORD = "p@ss 'w\"o\\rd: ü;--"
+
+
+def wait_for(fn: Callable[[], T | None], timeout: float, interval: float = 0.5, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value {last!r}")
+
+
+def create_instance(
+    client: Any, *, storage: int = 20, klass: str = "pg.n2.medium.2c", token: str | None = None
+) -> str:
+    resp = client.create_dbinstance(
+        rds.CreateDBInstanceRequest(
+            region_id="cn-hangzhou",
+            engine="PostgreSQL",
+            engine_version="15.0",
+            dbinstance_class=klass,
+            dbinstance_storage=storage,
+            dbinstance_net_type="Intranet",
+            security_iplist="127.0.0.1",
+            pay_type="Postpaid",
+            zone_id="cn-hangzhou-i",
+            vpcid="vpc-test",
+            v_switch_id="vsw-test",
+            client_token=token,
+        )
+    )
+    return str(resp.body.dbinstance_id)
+
+
+def instance_attribute(client: Any, instance_id: str) -> Any:
+    resp = client.describe_dbinstance_attribute(
+        rds.DescribeDBInstanceAttributeRequest(dbinstance_id=instance_id)
+    )
+    return resp.body.items.dbinstance_attribute[0]
+
+
+def wait_running(client: Any, instance_id: str, timeout: float = 120) -> Any:
+    def running() -> Any:
+        a = instance_attribute(client, instance_id)
+        assert a.dbinstance_status in ("Creating", "Running"), a.dbinstance_status
+        return a if a.dbinstance_status == "Running" else None
+
+    return wait_for(running, timeout, what=f"{instance_id} Running")
+
+
+def create_migration(
+    client: Any,
+    instance_id: str,
+    source: Any,
+    account: str = "migratetest",
+    password: str = MIGRATION_PASSWORD,
+    task_name: str | None = None,
+) -> Any:
+    return client.create_cloud_migration_task(
+        rds.CreateCloudMigrationTaskRequest(
+            dbinstance_name=instance_id,
+            source_ip_address="127.0.0.1",
+            source_port=source.port,
+            source_account=account,
+            source_password=password,
+            source_category="ecsOnVpc",
+            task_name=task_name,
+        )
+    ).body
+
+
+def migration_items(client: Any, instance_id: str, **filters: Any) -> list[Any]:
+    resp = client.describe_cloud_migration_result(
+        rds.DescribeCloudMigrationResultRequest(
+            dbinstance_name=instance_id, page_number=1, page_size=30, **filters
+        )
+    )
+    assert resp.body is not None, "response did not map onto the SDK model"
+    return list(resp.body.items)
+
+
+def migration_item(client: Any, instance_id: str, task_id: int) -> Any:
+    items = migration_items(client, instance_id, task_id=task_id)
+    assert len(items) == 1
+    return items[0]
+
+
+def wait_streaming(
+    client: Any,
+    instance_id: str,
+    task_id: int,
+    timeout: float = 240,
+    seen: list[tuple[str, str]] | None = None,
+) -> Any:
+    def streaming() -> Any:
+        it = migration_item(client, instance_id, task_id)
+        if seen is not None and (not seen or seen[-1] != (it.migrate_stage, it.replication_state)):
+            seen.append((it.migrate_stage, it.replication_state))
+        raw = client_raw_status(it)
+        assert raw != "failed", f"task failed: {it.detail}"
+        return it if (it.migrate_stage, it.replication_state) == ("increment", "streaming") else None
+
+    return wait_for(streaming, timeout, interval=0.3, what="increment/streaming")
+
+
+def client_raw_status(item: Any) -> str:
+    # The SDK model drops our extension fields; DescribeCloudMigrationResult's Detail says failure.
+    return "failed" if "[Task failed]" in (item.detail or "") else "running"
+
+
+def replication_info(item: Any) -> dict[str, str]:
+    return dict(json.loads(item.replication_info))
+
+
+def raw_items(service: Any, instance_id: str, **filters: Any) -> list[dict[str, Any]]:
+    """Items as JSON through aliyunsdkcore, which keeps cloudmig's extension fields."""
+    from aliyunsdkrds.request.v20140815.DescribeCloudMigrationResultRequest import (
+        DescribeCloudMigrationResultRequest,
+    )
+
+    req = DescribeCloudMigrationResultRequest()
+    req.set_DBInstanceName(instance_id)
+    req.set_PageNumber(1)
+    req.set_PageSize(30)
+    if "task_id" in filters:
+        req.set_TaskId(filters["task_id"])
+    return list(service.core_call(req)["Items"])
