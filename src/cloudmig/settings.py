@@ -67,10 +67,32 @@ class Settings(BaseSettings):
     # Replay lag (bytes) under which a connected standby counts as caught up.
     streaming_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
 
+    # Switchover: the source must show no new WAL over one of `switch_quiet_attempts` windows of
+    # `switch_quiet_seconds`; the target then has `switch_catchup_timeout` seconds to replay the cut.
+    switch_quiet_seconds: float = Field(default=1.0, gt=0)
+    switch_quiet_attempts: int = Field(default=3, ge=1)
+    switch_catchup_timeout: float = Field(default=60.0, gt=0)
+    # After a switchover the old source is watched this long for writes that missed the switch.
+    post_switch_watch_hours: float = Field(default=24.0, ge=0)
+    post_switch_check_seconds: float = Field(default=10.0, gt=0)
+
     # API.
     timestamp_window_seconds: int = 15 * 60
+    # Requests per second allowed to each access key (token bucket; 0 disables) and the burst above it.
+    throttle_rate_per_second: float = Field(default=50.0, ge=0)
+    throttle_burst: int = Field(default=100, ge=1)
     host_id: str = "rds.aliyuncs.com"
     log_level: str = "info"
+
+    # Operator surfaces: /metrics (Prometheus, unsigned like any exporter) and the web console.
+    metrics_enabled: bool = True
+    console_enabled: bool = True
+    console_session_hours: float = Field(default=8.0, gt=0)
+    # Secure cookies even over plain http (set it behind a TLS-terminating proxy); https always is.
+    console_secure_cookies: bool = False
+    # The console's lag chart samples running migrations this often and keeps this many points each.
+    console_sample_seconds: float = Field(default=2.0, gt=0)
+    console_history_points: int = Field(default=900, ge=10)
 
     @property
     def sqlite_path(self) -> Path:

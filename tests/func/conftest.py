@@ -14,9 +14,10 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # make `tests.support` importable whatever pytest's rootdir/pythonpath
     sys.path.insert(0, str(_ROOT))
 
+from tests.support.pgcluster import SourceCluster, make_base_dir, make_settings  # noqa: E402
+
 from cloudmig.instances.provider import LocalInstanceProvider  # noqa: E402
 from cloudmig.settings import Settings  # noqa: E402
-from tests.support.pgcluster import SourceCluster, make_base_dir, make_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")

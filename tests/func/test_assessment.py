@@ -206,9 +206,6 @@ def test_healthy_source_passes_every_check(healthy: SourceCluster, target: Targe
 
 
 def test_assessment_changes_neither_side(healthy: SourceCluster, target: Target) -> None:
-    def state(query: str, conn_sql: Callable[[str], object]) -> object:
-        return conn_sql(query)
-
     slots_before = healthy.sql("SELECT slot_name FROM pg_replication_slots")
     roles_before = healthy.sql("SELECT rolname FROM pg_roles ORDER BY 1")
     with target.provider.connect_admin(target.instance_id, target.port) as conn:
@@ -297,7 +294,9 @@ def dead_end_address() -> Iterator[str]:
 
 
 def test_unreachable_ip(dead_end_address: str, target: Target) -> None:
-    source = SourceSpec(host=dead_end_address, port=5432, account=ACCOUNT, password="x", connect_timeout=5)
+    source = SourceSpec(
+        host=dead_end_address, port=5432, account=ACCOUNT, password="Unused_Password_1", connect_timeout=5
+    )
     _, report = assess(source, target.spec())
     assert_fails(report, f"Check ip connectable: error(error:{dead_end_address} is unapproachable)")
     assert line_of(report, "Check port connectable") == (
@@ -307,7 +306,7 @@ def test_unreachable_ip(dead_end_address: str, target: Target) -> None:
 
 def test_nothing_listening_on_the_port(target: Target) -> None:
     port = free_port()
-    source = SourceSpec(host="127.0.0.1", port=port, account=ACCOUNT, password="x")
+    source = SourceSpec(host="127.0.0.1", port=port, account=ACCOUNT, password="Unused_Password_1")
     _, report = assess(source, target.spec())
     assert line_of(report, "Check ip connectable") == "Check ip connectable: success"
     assert_fails(report, f"Check port connectable: error(error:{port} is unapproachable)")

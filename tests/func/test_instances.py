@@ -12,20 +12,21 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tests.support.pgcluster import TRICKY_PASSWORD, SourceCluster, free_port, os_user_for_tests, wait_for
 
 from cloudmig.domain.classes import CATALOGUE
 from cloudmig.domain.ids import new_instance_id
 from cloudmig.errors import QuotaExceeded
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
-from cloudmig.instances.ports import allocate_port
+from cloudmig.instances.ports import allocate_port, port_is_free
 from cloudmig.instances.provider import ADMIN_ROLE, RESERVED_ROLES, LocalInstanceProvider
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import BasebackupStopped, run_basebackup
 from cloudmig.pg.conf import MANAGED_CONF, StandbyConf, primary_conninfo
+from cloudmig.pg.passfile import escape_field
 from cloudmig.pg.runner import PgCommandError
 from cloudmig.pg.sql import connect_source
 from cloudmig.settings import Settings
-from tests.support.pgcluster import TRICKY_PASSWORD, SourceCluster, free_port, os_user_for_tests, wait_for
 
 pytestmark = pytest.mark.func
 
@@ -41,8 +42,17 @@ def _owner(path: Path) -> tuple[int, int]:
 # ---- ports and OS user ------------------------------------------------------------------------------
 
 
+def _free_run(length: int) -> int:
+    """A port p such that p .. p+length-1 are all free right now."""
+    for _ in range(50):
+        base = free_port()
+        if base + length < 65536 and all(port_is_free(p) for p in range(base, base + length)):
+            return base
+    raise AssertionError("no run of free ports found")
+
+
 def test_allocate_port_skips_used_and_busy_ports() -> None:
-    base = free_port()
+    base = _free_run(4)
     busy = socket.socket()
     try:
         busy.bind(("127.0.0.1", base + 1))
@@ -293,9 +303,10 @@ def test_basebackup_then_stream_as_standby(
         assert (iid, "streaming") in rows
 
     # The password is in the runtime passfile only: never under the instance directory.
-    assert password.encode() in passfile.read_bytes() or "\\:" in passfile.read_text()
+    escaped = escape_field(password).encode()
+    assert escaped in passfile.read_bytes()
     assert _files_containing(provider.instance_dir(iid), password.encode()) == []
-    assert _files_containing(provider.instance_dir(iid), password.replace(":", "\\:").encode()) == []
+    assert _files_containing(provider.instance_dir(iid), escaped) == []
 
     # Promotion moves the timeline, and timeline_id() sees it right away.
     with provider.connect_admin(iid, port, user=src.superuser) as conn:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from tests.support.pgcluster import (
+    TRICKY_PASSWORD,
+    SourceCluster,
+    free_port,
+    os_user_for_tests,
+)
 
 from cloudmig.pg import ctl, probes
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir, server_major
@@ -16,12 +25,6 @@ from cloudmig.pg.conf import ManagedConf, apply_managed_conf, make_dir
 from cloudmig.pg.passfile import write_passfile
 from cloudmig.pg.runner import PgCommandError, run, spawn
 from cloudmig.pg.sql import connect_replication, connect_socket, connect_source
-from tests.support.pgcluster import (
-    TRICKY_PASSWORD,
-    SourceCluster,
-    free_port,
-    os_user_for_tests,
-)
 
 pytestmark = pytest.mark.func
 
@@ -70,7 +73,7 @@ def test_spawned_child_dies_with_its_thread() -> None:
     thread.start()
     thread.join()
     proc = holder["proc"]
-    assert isinstance(proc, __import__("subprocess").Popen)
+    assert isinstance(proc, subprocess.Popen)
     assert proc.wait(timeout=10) == -9  # SIGKILL from PR_SET_PDEATHSIG
 
 
@@ -88,7 +91,7 @@ def _managed(tmp: Path, port: int, **kw: object) -> ManagedConf:
 def test_ctl_lifecycle_is_idempotent(pg_base_dir: Path) -> None:
     user = os_user_for_tests()
     bin_dir = find_bin_dir(15)
-    tmp = Path(__import__("tempfile").mkdtemp(prefix="ctl-", dir=pg_base_dir))
+    tmp = Path(tempfile.mkdtemp(prefix="ctl-", dir=pg_base_dir))
     make_dir(tmp, user=user)
     pgdata, sock = tmp / "pgdata", tmp / "sock"
     make_dir(pgdata, user=user)
@@ -119,7 +122,7 @@ def test_ctl_lifecycle_is_idempotent(pg_base_dir: Path) -> None:
         assert not ctl.is_running(bin_dir, pgdata, user=user)
     finally:
         ctl.stop(bin_dir, pgdata, user=user, mode="immediate")
-        __import__("shutil").rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_tricky_password_over_tcp_and_through_a_passfile(
@@ -132,7 +135,7 @@ def test_tricky_password_over_tcp_and_through_a_passfile(
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         src.connect_tcp("mig user", TRICKY_PASSWORD + "x")
     # libpq itself reads the passfile cloudmig writes.
-    passfile = Path(__import__("tempfile").mkdtemp(prefix="pf-", dir=pg_base_dir)) / "pass" / "pgpass"
+    passfile = Path(tempfile.mkdtemp(prefix="pf-", dir=pg_base_dir)) / "pass" / "pgpass"
     write_passfile(
         passfile, host=src.host, port=src.port, user="mig user", password=TRICKY_PASSWORD, owner=None
     )
@@ -155,7 +158,7 @@ def test_replication_connection_and_identify_system(source_cluster: SourceCluste
     with pytest.raises(psycopg.OperationalError, match="replication"):
         connect_replication(src.host, src.port, "norepl", "pw2")
     src.set_hba(["local all all trust", "host all all 127.0.0.1/32 scram-sha-256"])
-    with pytest.raises(psycopg.OperationalError, match="pg_hba.conf"):
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf"):
         connect_replication(src.host, src.port, "migratetest", "pw1")
 
 

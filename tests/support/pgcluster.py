@@ -76,7 +76,7 @@ def os_user_for_tests() -> OsUser | None:
 def make_base_dir(prefix: str = "cloudmig-test-") -> Path:
     """A fresh base directory in /tmp that the PostgreSQL OS user can traverse (0711)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    os.chmod(path, 0o711)  # noqa: S103 - search only
+    os.chmod(path, 0o711)
     return path
 
 
@@ -84,7 +84,7 @@ def make_settings(base_dir: Path, **overrides: Any) -> Settings:
     """cloudmig Settings whose data and runtime dirs live in a fresh subdirectory of `base_dir`,
     with tiny instances (shared_buffers 16MB)."""
     root = Path(tempfile.mkdtemp(prefix="c", dir=base_dir))
-    os.chmod(root, 0o711)  # noqa: S103 - search only
+    os.chmod(root, 0o711)
     values: dict[str, Any] = {
         "data_dir": root / "data",
         "runtime_dir": root / "run",

@@ -16,6 +16,7 @@ from cloudmig import errors
 from cloudmig.api.actions import REGISTRY
 from cloudmig.api.actions import instances as _instance_actions  # noqa: F401  (registers handlers)
 from cloudmig.api.actions import migration as _migration_actions  # noqa: F401
+from cloudmig.api.actions import switchover as _switchover_actions  # noqa: F401
 from cloudmig.api.actions.registry import Params
 from cloudmig.api.protocol import IncomingRequest, KeyRecord, authenticate, decode_query, peek_format
 from cloudmig.api.render import render_error, render_success

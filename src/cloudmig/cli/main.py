@@ -56,7 +56,7 @@ def serve(
     except (DataDirLocked, RuntimeError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-    from cloudmig.api.app import create_app
+    from cloudmig.server import build_asgi
 
     engine = Engine(ctx)
     engine.start()
@@ -66,7 +66,7 @@ def serve(
     )
     try:
         uvicorn.run(
-            create_app(ctx),
+            build_asgi(ctx),
             host=settings.host,
             port=settings.port,
             access_log=False,  # ours leaves out query strings, which carry SourcePassword

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from cloudmig.domain.detail import SECTION_FAILURE
 from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskStatus
-from cloudmig.engine import basebackup, increment, instances, precheck, startup
+from cloudmig.engine import basebackup, increment, instances, postswitch, precheck, startup, switch, wakeups
 from cloudmig.engine.cleanup import undo
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.errors import StepFailed
@@ -27,6 +27,7 @@ STEPS: dict[MigrateStage, Step] = {
     MigrateStage.BASEBACKUP: basebackup.step,
     MigrateStage.STARTUP: startup.step,
     MigrateStage.INCREMENT: increment.step,
+    MigrateStage.SWITCH: switch.step,
 }
 
 # Consecutive unexpected failures of one stage before the task is failed (increment never gives up).
@@ -41,6 +42,8 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._workers: dict[int, tuple[threading.Thread, threading.Event]] = {}
         self._instance_workers: dict[str, threading.Thread] = {}
+        self._watcher: threading.Thread | None = None
+        self._last_watch = 0.0
         self._lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -102,6 +105,20 @@ class Engine:
                 self._workers[tid] = (th, ev)
                 th.start()
             self._tick_instances()
+            self._tick_post_switch()
+
+    def _tick_post_switch(self) -> None:
+        due = time.monotonic() - self._last_watch >= self.ctx.settings.post_switch_check_seconds
+        if not due or (self._watcher is not None and self._watcher.is_alive()):
+            return
+        self._last_watch = time.monotonic()
+        self._watcher = threading.Thread(
+            target=self._guarded,
+            args=(lambda ctx: postswitch.check_all(ctx),),
+            name="post-switch",
+            daemon=True,
+        )
+        self._watcher.start()
 
     def _tick_instances(self) -> None:
         for name in [n for n, th in self._instance_workers.items() if not th.is_alive()]:
@@ -157,8 +174,9 @@ class Engine:
                         return
                     delay = min(2.0**failures, 30.0)
                 if delay:
-                    stop.wait(delay)
+                    wakeups.sleep(task_id, delay, stop)
         finally:
+            wakeups.forget(task_id)
             task_store.release_lease(self.ctx.db, task_id, self.owner)
 
     def _fail(self, tc: TaskContext, reason: str) -> None:

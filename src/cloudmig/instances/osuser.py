@@ -70,7 +70,7 @@ def ensure_reachable(path: Path, user: OsUser | None, *, fixable_roots: Sequence
         if can_traverse(st, user):
             continue
         if _under(directory, roots) and st.st_uid == 0:
-            os.chmod(directory, stat.S_IMODE(st.st_mode) | stat.S_IXGRP | stat.S_IXOTH)  # noqa: S103
+            os.chmod(directory, stat.S_IMODE(st.st_mode) | stat.S_IXGRP | stat.S_IXOTH)
             continue
         raise RuntimeError(
             f"{directory} is not reachable by OS user {user.name}; choose a --data-dir the "

@@ -10,7 +10,7 @@ Layout (cloudmig as root runs PostgreSQL as settings.pg_os_user; "pg" below is t
           log/postgres.log                          pg_ctl -l
     <runtime_dir>/                      0711 root
       sockets/<id>/                     0700 pg     unix_socket_directories (short path)
-      passfiles/<id>/pgpass             0700/0600 pg
+      pgpass/<id>/pgpass                0700/0600 pg
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class LocalInstanceProvider:
 
     def passfile_path(self, instance_id: str) -> Path:
         """Where the source passfile of this instance's migration lives (runtime dir, not data dir)."""
-        return self.settings.runtime_dir / "passfiles" / self._check_id(instance_id) / "pgpass"
+        return self.settings.runtime_dir / "pgpass" / self._check_id(instance_id) / "pgpass"
 
     def bin_dir(self, major: int) -> Path:
         return find_bin_dir(major, self.settings.pg_bin_dirs)
@@ -90,7 +90,7 @@ class LocalInstanceProvider:
         """A directory of cloudmig's own (root-owned when root) that the pg user must traverse."""
         if not path.exists():
             path.mkdir(parents=True, exist_ok=True)
-            os.chmod(path, 0o711)  # noqa: S103 - search only, no listing
+            os.chmod(path, 0o711)
 
     def _prepare_instance_dirs(self, instance_id: str) -> None:
         self._root_dir(self.settings.data_dir)

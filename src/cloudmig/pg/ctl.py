@@ -64,7 +64,17 @@ def start(bin_dir: Path, pgdata: Path, *, user: OsUser | None, logfile: Path, ti
     (its directory must be writable by `user`); on failure its tail is part of the error."""
     if is_running(bin_dir, pgdata, user=user):
         return
-    argv: list[str | Path] = [bin_dir / "pg_ctl", "start", "-D", pgdata, "-l", logfile, "-w", "-t", str(int(timeout))]
+    argv: list[str | Path] = [
+        bin_dir / "pg_ctl",
+        "start",
+        "-D",
+        pgdata,
+        "-l",
+        logfile,
+        "-w",
+        "-t",
+        str(int(timeout)),
+    ]
     try:
         run(argv, user=user, timeout=timeout + 30)
     except PgCommandError as exc:
@@ -83,7 +93,17 @@ def stop(
         raise ValueError(f"invalid shutdown mode {mode!r}")
     if not is_running(bin_dir, pgdata, user=user):
         return
-    argv: list[str | Path] = [bin_dir / "pg_ctl", "stop", "-D", pgdata, "-m", mode, "-w", "-t", str(int(timeout))]
+    argv: list[str | Path] = [
+        bin_dir / "pg_ctl",
+        "stop",
+        "-D",
+        pgdata,
+        "-m",
+        mode,
+        "-w",
+        "-t",
+        str(int(timeout)),
+    ]
     try:
         run(argv, user=user, timeout=timeout + 30)
     except PgCommandError:

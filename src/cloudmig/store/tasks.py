@@ -228,3 +228,27 @@ def release_foreign_leases(engine: Engine, owner: str) -> int:
             .values(lease_owner=None, lease_expires=None)
         )
     return int(res.rowcount)
+
+
+def compare_and_set_stage(
+    engine: Engine, task_id: int, expected: dict[str, Any], now: datetime, **values: Any
+) -> bool:
+    """Update only if the task still has the `expected` column values (e.g. stage=increment)."""
+    conds = [tasks.c.id == task_id] + [tasks.c[k] == _encode({k: v})[k] for k, v in expected.items()]
+    with engine.begin() as c:
+        res = c.execute(update(tasks).where(*conds).values(modified_at=now, **_encode(values)))
+    return res.rowcount == 1
+
+
+def succeeded_migrations(engine: Engine) -> list[TaskRecord]:
+    with engine.connect() as c:
+        rows = (
+            c.execute(
+                select(tasks).where(
+                    tasks.c.kind == TaskKind.MIGRATION.value, tasks.c.status == TaskStatus.SUCCEEDED.value
+                )
+            )
+            .mappings()
+            .all()
+        )
+    return [TaskRecord.from_row(r) for r in rows]
