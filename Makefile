@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-unit test-func test-e2e check fmt bench clean
+.PHONY: install system-deps serve test test-unit test-func test-e2e check fmt bench clean
 
 install: $(STAMP)
 
@@ -15,19 +15,23 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Start the service with its embedded defaults (SQLite store, local PostgreSQL instances).
-serve: install
+serve: install system-deps
 	$(BIN)/cloudmig serve
 
-test: install
+# Debian packages the tests need (PostgreSQL 15, iproute2); installed when missing and root.
+system-deps:
+	tools/system-deps
+
+test: install system-deps
 	$(BIN)/pytest -q
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
 
-test-func: install
+test-func: install system-deps
 	$(BIN)/pytest -q tests/func
 
-test-e2e: install
+test-e2e: install system-deps
 	$(BIN)/pytest -q tests/e2e
 
 check: install

@@ -34,14 +34,14 @@ def _new_dir(base: Path, name: str) -> Path:
 def service(e2e_base: Path) -> Iterator[Service]:
     svc = Service(_new_dir(e2e_base, "svc")).start()
     yield svc
-    svc.stop()
+    svc.destroy()
 
 
 @pytest.fixture
 def fresh_service(e2e_base: Path) -> Iterator[Service]:
     svc = Service(_new_dir(e2e_base, "svc"), extra_env={"CLOUDMIG_LEASE_SECONDS": "5"})
     yield svc
-    svc.stop()
+    svc.destroy()
 
 
 @pytest.fixture

@@ -130,5 +130,5 @@ def test_secrets_never_leak(service, make_source) -> None:
     assert "CreateCloudMigrationTask" in access or "DescribeCloudMigrationResult" in access
     assert "SourcePassword" not in access and "?" not in access
     # The source sees the migration through the slot, with the password only in the runtime passfile.
-    passfiles = list((service.runtime_dir / "passfiles").glob("*.pgpass"))
+    passfiles = list((service.runtime_dir / "pgpass").glob("*/pgpass"))
     assert passfiles and all(oct(p.stat().st_mode & 0o777) == "0o600" for p in passfiles)

@@ -127,6 +127,25 @@ class Service:
                 self.proc.kill()
                 self.proc.wait(10)
 
+    def destroy(self) -> None:
+        """Stop the service and every instance it started: managed clusters outlive the service."""
+        self.stop()
+        from cloudmig.instances.provider import LocalInstanceProvider
+        from cloudmig.settings import Settings
+
+        settings = Settings(data_dir=self.data_dir, runtime_dir=self.runtime_dir)
+        provider = LocalInstanceProvider(settings)
+        for inst_dir in sorted((self.data_dir / "instances").glob("pgm-*")):
+            version = (
+                (inst_dir / "pgdata" / "PG_VERSION").read_text().strip()
+                if (inst_dir / "pgdata" / "PG_VERSION").exists()
+                else "15"
+            )
+            try:
+                provider.stop(inst_dir.name, int(version))
+            except Exception:  # noqa: S110  (best effort at teardown)
+                pass
+
     def output(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.base.glob("serve-*.out")))
 

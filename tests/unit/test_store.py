@@ -122,3 +122,13 @@ def test_events_and_filters(db: Engine) -> None:
     assert total == 2 and recs == []
     assert task_store.name_taken(db, iid, TaskKind.MIGRATION, "one")
     assert not task_store.name_taken(db, iid, TaskKind.PRECHECK, "one")
+
+
+def test_migrations_build_exactly_the_declared_schema(db: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from cloudmig.store.tables import metadata
+
+    with db.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), metadata) == []

@@ -120,15 +120,22 @@ def _mb_up(n: int) -> int:
 # ---- the rules, in report order ----------------------------------------------------------------------
 
 
+def target_not_empty(tgt: TargetFacts) -> list[str]:
+    """Why the target cannot receive a migration (the messages of Check rds databases)."""
+    messages = [
+        f"rds not empty, database {db} exists" for db in tgt.databases or () if db not in SYSTEM_DATABASES
+    ]
+    if tgt.postgres_tables:
+        messages.append("postgres not empty, check if any table exists")
+    return messages
+
+
 def check_rds_databases(src: SourceFacts, tgt: TargetFacts) -> CheckResult:
     if tgt.databases is None:
         return RDS_DATABASES.skipped(_target_missing(tgt, "databases", "databases"))
-    messages = [f"rds not empty, database {db} exists" for db in tgt.databases if db not in SYSTEM_DATABASES]
-    if tgt.postgres_tables is None:
-        if not messages:
-            return RDS_DATABASES.skipped(_target_missing(tgt, "tables", "tables of database postgres"))
-    elif tgt.postgres_tables:
-        messages.append("postgres not empty, check if any table exists")
+    messages = target_not_empty(tgt)
+    if tgt.postgres_tables is None and not messages:
+        return RDS_DATABASES.skipped(_target_missing(tgt, "tables", "tables of database postgres"))
     return RDS_DATABASES.error(*messages) if messages else RDS_DATABASES.success()
 
 

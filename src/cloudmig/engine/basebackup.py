@@ -80,6 +80,7 @@ def step(tc: TaskContext) -> float | None:
         user=pg_os_user(tc.ctx.settings),
         on_progress=recorder,
         should_stop=tc.stop.is_set,
+        max_rate_kb=tc.ctx.settings.basebackup_max_rate_kb,
     )
     recorder.done = max(recorder.done, recorder.total)
     recorder.flush(time.monotonic(), phase="done")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import psycopg
 
@@ -17,17 +18,27 @@ from cloudmig.store import instances as instance_store
 log = logging.getLogger(__name__)
 
 
-def drop_source_slot(tc: TaskContext) -> str | None:
-    """Drop the task's slot on the source so it stops holding WAL; returns an error text or None."""
+def drop_source_slot(tc: TaskContext, attempts: int = 20) -> str | None:
+    """Drop the task's slot on the source so it stops holding WAL; returns an error text or None.
+
+    Right after a promotion the source's walsender may still hold the slot (ObjectInUse) for a
+    moment, so that case is retried briefly.
+    """
     src = tc.source_spec()
-    try:
-        with connect_source(
-            src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-        ) as conn:
-            probes.drop_slot(conn, tc.slot_name)
-    except psycopg.Error as exc:
-        return f"could not drop replication slot {tc.slot_name} on the source: {exc.sqlstate or type(exc).__name__}"
-    return None
+    problem = ""
+    for _ in range(attempts):
+        try:
+            with connect_source(
+                src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
+            ) as conn:
+                probes.drop_slot(conn, tc.slot_name)
+            return None
+        except psycopg.errors.ObjectInUse:
+            problem = "the slot is still in use"
+            time.sleep(0.25)
+        except psycopg.Error as exc:
+            return f"could not drop replication slot {tc.slot_name} on the source: {exc.sqlstate or type(exc).__name__}"
+    return f"could not drop replication slot {tc.slot_name} on the source: {problem}"
 
 
 def undo(tc: TaskContext) -> None:

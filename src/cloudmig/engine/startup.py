@@ -6,8 +6,7 @@ from cloudmig.domain import classes
 from cloudmig.domain.detail import SECTION_START, SECTION_SYNC, TEXT_START, TEXT_SYNC
 from cloudmig.domain.enums import MigrateStage, ReplicationState
 from cloudmig.engine.taskctx import TaskContext
-from cloudmig.instances.osuser import pg_os_user
-from cloudmig.pg.conf import StandbyConf, apply_managed_conf, primary_conninfo
+from cloudmig.pg.conf import StandbyConf, primary_conninfo
 
 APPLICATION_NAME = "rds_db_instance"
 
@@ -26,9 +25,7 @@ def configure_standby(tc: TaskContext) -> list[str]:
     inst = tc.instance()
     cls = classes.lookup(inst.instance_class)
     assert cls is not None
-    provider = tc.ctx.provider
-    conf = provider.managed_conf(inst.id, inst.port, cls, standby=standby_conf(tc))
-    return apply_managed_conf(provider.pgdata(inst.id), conf, user=pg_os_user(tc.ctx.settings))
+    return tc.ctx.provider.apply_conf(inst.id, inst.port, cls, standby=standby_conf(tc))
 
 
 def step(tc: TaskContext) -> float | None:

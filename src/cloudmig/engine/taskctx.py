@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cloudmig.checks import SourceSpec, TargetSpec
-from cloudmig.domain import classes
 from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus
 from cloudmig.domain.ids import slot_name_for_task
-from cloudmig.instances.osuser import pg_os_user
+from cloudmig.engine.targets import target_spec
 from cloudmig.pg.basebackup import SourceEndpoint
-from cloudmig.pg.passfile import write_passfile
 from cloudmig.services.context import ServiceContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
@@ -61,32 +60,16 @@ class TaskContext:
         )
 
     def target_spec(self) -> TargetSpec:
-        inst = self.instance()
-        cls = classes.lookup(inst.instance_class)
-        assert cls is not None
-        provider = self.ctx.provider
-        return TargetSpec(
-            major=inst.major,
-            instance_class=cls,
-            storage_gb=inst.storage_gb,
-            free_bytes=lambda: provider.free_bytes(inst.id),
-            connect_admin=lambda dbname: provider.connect_admin(inst.id, inst.port, dbname=dbname),
-        )
+        return target_spec(self.ctx.provider, self.instance())
 
     @property
-    def passfile(self) -> Any:
-        return self.ctx.settings.runtime_dir / "passfiles" / f"task-{self.task.id}.pgpass"
+    def passfile(self) -> Path:
+        return self.ctx.provider.passfile_path(self.task.instance_id)
 
     def write_passfile(self) -> None:
         """(Re)create the 0600 passfile outside every data dir; the runtime dir may be wiped by a reboot."""
-        t = self.task
-        write_passfile(
-            self.passfile,
-            host=t.source_ip,
-            port=t.source_port,
-            user=t.source_account,
-            password=self.source_password(),
-            owner=pg_os_user(self.ctx.settings),
+        self.ctx.provider.write_source_passfile(
+            self.task.instance_id, self.source_endpoint(), self.source_password()
         )
 
     def remove_passfile(self) -> None:

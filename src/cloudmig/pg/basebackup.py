@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cloudmig.pg.runner import OsUser, PgCommandError, spawn
 
-# "  23456/148000 kB (15%), 0/1 tablespace" (+ " (path)" with -v); older servers print "(>100%)".
+# "  23456/148000 kB (15%), 0/1 tablespace" (+ " (path)" with -v); a ">" before the percentage is tolerated.
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+)\s+kB\s+\(>?(\d+)%\)")
 _SPLIT_RE = re.compile(r"[\r\n]")
 _POLL_SECONDS = 0.2
@@ -40,6 +40,7 @@ def basebackup_argv(
     slot: str,
     *,
     tablespace_mapping: Mapping[str, Path] | None = None,
+    max_rate_kb: int = 0,
 ) -> list[str]:
     """Plain-format copy into `target` with WAL streamed through the existing physical `slot`.
     No -R (cloudmig writes the standby settings itself), no -C (the engine creates the slot)."""
@@ -63,6 +64,9 @@ def basebackup_argv(
         "-v",
         "-w",
     ]
+    if max_rate_kb > 0:
+        # pg_basebackup's own throttle (kB/s; it accepts 32 kB/s to 1 GB/s) spares the source's disks.
+        argv.append(f"--max-rate={min(max(max_rate_kb, 32), 1024 * 1024)}k")
     for old, new in sorted((tablespace_mapping or {}).items()):
         argv.append(f"--tablespace-mapping={_ts_escape(old)}={_ts_escape(os.fspath(new))}")
     return argv
@@ -102,12 +106,13 @@ def run_basebackup(
     on_progress: Callable[[int, int], None],
     should_stop: Callable[[], bool] = lambda: False,
     tablespace_mapping: Mapping[str, Path] | None = None,
+    max_rate_kb: int = 0,
 ) -> None:
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
     Raises PgCommandError (stderr tail included) on failure, BasebackupStopped when should_stop()
     turned true (the child is killed), and kills the child if on_progress raises."""
-    argv = basebackup_argv(bin_dir, target, src, slot, tablespace_mapping=tablespace_mapping)
+    argv = basebackup_argv(bin_dir, target, src, slot, tablespace_mapping=tablespace_mapping, max_rate_kb=max_rate_kb)
     env = {"PGPASSFILE": os.fspath(passfile), "PGAPPNAME": APPLICATION_NAME, "PGCONNECT_TIMEOUT": "10"}
     proc = spawn(argv, user=user, env=env)
     assert proc.stderr is not None

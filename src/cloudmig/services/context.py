@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,13 +31,24 @@ def prepare_data_dir(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     settings.instances_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     settings.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ensure_reachable(settings.instances_dir, pg_os_user(settings))
+    ensure_reachable(settings.instances_dir, pg_os_user(settings), fixable_roots=[settings.data_dir])
+
+
+def _private_sqlite_file(settings: Settings) -> None:
+    """The data dir is 0711 so the PostgreSQL user can reach instances; the store must stay ours.
+    SQLite gives its -wal and -shm files the database file's mode."""
+    if settings.store_url:
+        return
+    path = settings.sqlite_path
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
 
 
 def build_context(settings: Settings, *, for_server: bool = True) -> ServiceContext:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     if for_server:
         prepare_data_dir(settings)
+    _private_sqlite_file(settings)
     db = open_store(settings.effective_store_url)
     box = SecretBox.from_settings(settings.secret_key, settings.key_file)
     return ServiceContext(settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings))

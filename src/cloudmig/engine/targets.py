@@ -1,0 +1,20 @@
+"""The assessment's view of a managed instance."""
+
+from __future__ import annotations
+
+from cloudmig.checks import TargetSpec
+from cloudmig.domain import classes
+from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.store.records import InstanceRecord
+
+
+def target_spec(provider: LocalInstanceProvider, inst: InstanceRecord) -> TargetSpec:
+    cls = classes.lookup(inst.instance_class)
+    assert cls is not None
+    return TargetSpec(
+        major=inst.major,
+        instance_class=cls,
+        storage_gb=inst.storage_gb,
+        free_bytes=lambda: provider.free_bytes(inst.id),
+        connect_admin=lambda dbname: provider.connect_admin(inst.id, inst.port, dbname=dbname),
+    )
