@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -136,15 +137,10 @@ class Service:
         settings = Settings(data_dir=self.data_dir, runtime_dir=self.runtime_dir)
         provider = LocalInstanceProvider(settings)
         for inst_dir in sorted((self.data_dir / "instances").glob("pgm-*")):
-            version = (
-                (inst_dir / "pgdata" / "PG_VERSION").read_text().strip()
-                if (inst_dir / "pgdata" / "PG_VERSION").exists()
-                else "15"
-            )
-            try:
-                provider.stop(inst_dir.name, int(version))
-            except Exception:  # noqa: S110  (best effort at teardown)
-                pass
+            version_file = inst_dir / "pgdata" / "PG_VERSION"
+            version = int(version_file.read_text().strip()) if version_file.exists() else 15
+            with contextlib.suppress(Exception):  # best effort at teardown
+                provider.stop(inst_dir.name, version)
 
     def output(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.base.glob("serve-*.out")))
