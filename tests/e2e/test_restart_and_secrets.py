@@ -91,6 +91,12 @@ def test_sigkill_during_basebackup_and_increment(fresh_service, make_source) -> 
     client = svc.tea()
     item = wait_streaming(client, instance_id, task_id)
     assert "Restart full backup" in item.detail
+    # Nothing of the killed copy lives on (pg_basebackup's forked WAL streamer included).
+    wait_for(
+        lambda: not [c for c in _cmdlines() if b"pg_basebackup" in c and instance_id.encode() in c],
+        30,
+        what="no pg_basebackup left for the instance",
+    )
     assert _count_on_target(attr, "pgbench_accounts") == 200000
 
     # Killed while streaming: rows written meanwhile arrive once the service is back.

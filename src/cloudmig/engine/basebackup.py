@@ -68,6 +68,9 @@ def step(tc: TaskContext) -> float | None:
     ) as conn:
         # The slot holds the source's WAL from the copy's start until the standby streams from it.
         probes.create_physical_slot(conn, tc.slot_name)
+        # A copy cut short (service killed) may have left its WAL streamer attached to the slot.
+        if probes.terminate_slot_holder(conn, tc.slot_name):
+            tc.event(SECTION_BACKUP, "Ended a WAL stream of an earlier, interrupted copy")
     tc.write_passfile()
     target = provider.wipe_pgdata(inst.id, inst.major)
     recorder = ProgressRecorder(tc)

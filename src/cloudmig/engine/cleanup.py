@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -18,11 +19,11 @@ from cloudmig.store import instances as instance_store
 log = logging.getLogger(__name__)
 
 
-def drop_source_slot(tc: TaskContext, attempts: int = 20) -> str | None:
+def drop_source_slot(tc: TaskContext, attempts: int = 20, *, terminate: bool = True) -> str | None:
     """Drop the task's slot on the source so it stops holding WAL; returns an error text or None.
 
-    Right after a promotion the source's walsender may still hold the slot (ObjectInUse) for a
-    moment, so that case is retried briefly.
+    A walsender may still hold the slot (ObjectInUse): right after a promotion for a moment, or
+    for good when a copy was killed. It is retried, ending the holder unless `terminate` is False.
     """
     src = tc.source_spec()
     problem = ""
@@ -36,6 +37,14 @@ def drop_source_slot(tc: TaskContext, attempts: int = 20) -> str | None:
         except psycopg.errors.ObjectInUse:
             problem = "the slot is still in use"
             time.sleep(0.25)
+            if terminate:
+                with (
+                    contextlib.suppress(psycopg.Error),
+                    connect_source(
+                        src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
+                    ) as conn,
+                ):
+                    probes.terminate_slot_holder(conn, tc.slot_name)
         except psycopg.Error as exc:
             return f"could not drop replication slot {tc.slot_name} on the source: {exc.sqlstate or type(exc).__name__}"
     return f"could not drop replication slot {tc.slot_name} on the source: {problem}"

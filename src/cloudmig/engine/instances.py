@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from cloudmig.domain import classes
 from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskKind
@@ -28,12 +29,28 @@ def create(ctx: ServiceContext, inst: InstanceRecord) -> None:
     instance_store.set_status(ctx.db, inst.id, InstanceStatus.RUNNING, ctx.now())
 
 
+# How long a deletion waits for the cancelled tasks' workers to let go (a copy is killed at once).
+WORKER_RELEASE_SECONDS = 60.0
+
+
+def _wait_released(ctx: ServiceContext, task_id: int) -> None:
+    deadline = time.monotonic() + WORKER_RELEASE_SECONDS
+    while time.monotonic() < deadline:
+        t = task_store.get_task(ctx.db, task_id)
+        if t is None or t.lease_owner is None:
+            return
+        time.sleep(0.2)
+
+
 def delete(ctx: ServiceContext, inst: InstanceRecord) -> None:
     for t in task_store.tasks_of_instance(ctx.db, inst.id, TaskKind.MIGRATION):
         if t.stage not in (MigrateStage.PRECHECK, MigrateStage.SUCCESS):
-            problem = drop_source_slot(TaskContext(ctx, t))
+            # The slot is busy while the task's pg_basebackup or standby streams through it.
+            _wait_released(ctx, t.id)
+            ctx.provider.stop(inst.id, inst.major)
+            problem = drop_source_slot(TaskContext(ctx, t), attempts=120)
             if problem:
-                log.warning("instance %s: %s", inst.id, problem)
+                log.warning("instance %s: %s; drop it by hand on the source", inst.id, problem)
             TaskContext(ctx, t).remove_passfile()
     ctx.provider.destroy(inst.id, inst.major)
     instance_store.delete_instance(ctx.db, inst.id)

@@ -92,9 +92,12 @@ class Engine:
             for tid in [t for t, (th, _) in self._workers.items() if not th.is_alive()]:
                 del self._workers[tid]
             held = task_store.renew_leases(self.ctx.db, self.owner, list(self._workers), now, s.lease_seconds)
+            running = task_store.running_among(self.ctx.db, list(self._workers))
             for tid, (_, ev) in self._workers.items():
-                if tid not in held:
-                    ev.set()  # someone else owns it now: stop touching it
+                if tid not in held or tid not in running:
+                    # Someone else owns it now, or it was cancelled (instance deleted): stop touching it,
+                    # killing a copy in progress.
+                    ev.set()
             for tid in task_store.claimable_ids(self.ctx.db, now):
                 if tid in self._workers or not task_store.try_claim(
                     self.ctx.db, tid, self.owner, now, s.lease_seconds
@@ -161,6 +164,8 @@ class Engine:
                     self._fail(tc, str(exc))
                     return
                 except Exception as exc:
+                    if stop.is_set():
+                        return  # told to stop (lease lost or task cancelled): not a failure of the step
                     failures += 1
                     text = f"{type(exc).__name__}: {exc}"
                     log.warning(

@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import select
+import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -88,9 +89,10 @@ def parse_progress(chunk: str) -> tuple[int, int] | None:
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+    # pg_basebackup -X stream forks a WAL-streaming child; it is in the same process group (spawn
+    # makes the group), so kill the group or the child goes on streaming through the slot.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
 
@@ -112,7 +114,9 @@ def run_basebackup(
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
     Raises PgCommandError (stderr tail included) on failure, BasebackupStopped when should_stop()
     turned true (the child is killed), and kills the child if on_progress raises."""
-    argv = basebackup_argv(bin_dir, target, src, slot, tablespace_mapping=tablespace_mapping, max_rate_kb=max_rate_kb)
+    argv = basebackup_argv(
+        bin_dir, target, src, slot, tablespace_mapping=tablespace_mapping, max_rate_kb=max_rate_kb
+    )
     env = {"PGPASSFILE": os.fspath(passfile), "PGAPPNAME": APPLICATION_NAME, "PGCONNECT_TIMEOUT": "10"}
     proc = spawn(argv, user=user, env=env)
     assert proc.stderr is not None

@@ -133,6 +133,17 @@ def create_physical_slot(conn: Conn, name: str) -> None:
         conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
 
 
+def terminate_slot_holder(conn: Conn, name: str) -> bool:
+    """End the walsender streaming from a slot (e.g. left by a killed copy); True if there was one.
+    The migration account may signal its own backends."""
+    row = conn.execute(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+        " WHERE slot_name = %s AND active_pid IS NOT NULL",
+        (name,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def drop_slot(conn: Conn, name: str) -> None:
     """Drop a slot; no error if it does not exist. Raises ObjectInUse while a client streams from it."""
     if not slot_exists(conn, name):

@@ -176,6 +176,8 @@ def spawn(
             env=base_env(user) | dict(env or {}),
             cwd=cwd or _default_cwd(user),
             umask=0o077,
+            # Its own process group, so the child and whatever it forks can be killed together.
+            process_group=0,
             preexec_fn=_die_with_parent(os.getpid()),
             **_credentials(user),
         )

@@ -252,3 +252,13 @@ def succeeded_migrations(engine: Engine) -> list[TaskRecord]:
             .all()
         )
     return [TaskRecord.from_row(r) for r in rows]
+
+
+def running_among(engine: Engine, task_ids: list[int]) -> set[int]:
+    if not task_ids:
+        return set()
+    with engine.connect() as c:
+        rows = c.execute(
+            select(tasks.c.id).where(tasks.c.id.in_(task_ids), tasks.c.status == TaskStatus.RUNNING.value)
+        )
+        return {int(i) for i in rows.scalars()}
