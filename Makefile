@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps serve test test-unit test-func test-e2e check fmt bench clean
+.PHONY: install system-deps test-deps serve test test-unit test-func test-e2e check fmt bench clean
 
 install: $(STAMP)
 
@@ -18,11 +18,15 @@ $(STAMP): pyproject.toml
 serve: install system-deps
 	$(BIN)/cloudmig serve
 
-# Debian packages the tests need (PostgreSQL 15, iproute2); installed when missing and root.
+# Debian packages, installed when missing and root: PostgreSQL 15 and iproute2 to run; the tests
+# also need Chromium (Playwright drives Debian's Chromium: never `playwright install`).
 system-deps:
 	tools/system-deps
 
-test: install system-deps
+test-deps:
+	tools/system-deps --browser
+
+test: install test-deps
 	$(BIN)/pytest -q
 
 test-unit: install
@@ -31,7 +35,7 @@ test-unit: install
 test-func: install system-deps
 	$(BIN)/pytest -q tests/func
 
-test-e2e: install system-deps
+test-e2e: install test-deps
 	$(BIN)/pytest -q tests/e2e
 
 check: install

@@ -23,7 +23,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-_port_block = [20000 + (os.getpid() % 50) * 400]
+# Below the kernel's ephemeral range (32768+), so client sockets never take an instance's port.
+_port_block = [20000 + (os.getpid() % 12) * 1000]
 
 
 def instance_port_range() -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""`cloudmig` command line: serve, keys."""
+"""`cloudmig` command line: serve and keys on the service host; instance, precheck and migrate talk to a
+running service over the RDS API through the official SDK; demo; config."""
 
 from __future__ import annotations
 
@@ -11,21 +12,50 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from cloudmig.cli import client as client_config
+from cloudmig.cli.config import config_app
+from cloudmig.cli.demo import demo
+from cloudmig.cli.instance import instance_app
 from cloudmig.cli.lock import DataDirLocked, lock_data_dir
 from cloudmig.cli.logs import setup_logging
+from cloudmig.cli.migrate import migrate_app
+from cloudmig.cli.output import EXIT_FAILED, EXIT_REFUSED, OutputFormat, print_json, print_table
+from cloudmig.cli.precheck import precheck_app
 from cloudmig.settings import Settings, load_settings
 
 app = typer.Typer(
-    help="Self-hosted PostgreSQL cloud migration that speaks the RDS OpenAPI.", no_args_is_help=True
+    help="Self-hosted PostgreSQL cloud migration that speaks the RDS OpenAPI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 keys_app = typer.Typer(help="Access keys for the API.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(instance_app, name="instance")
+app.add_typer(precheck_app, name="precheck")
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(config_app, name="config")
+app.command("demo")(demo)
 
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (CLOUDMIG_DATA_DIR).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML settings file (CLOUDMIG_CONFIG).")]
+OutputOpt = Annotated[
+    OutputFormat, typer.Option("--output", "-o", help="table (for people) or json (for programs).")
+]
 
-# Exit codes: 1 = the request was refused (bad input, wrong state), 2 = usage, 3 = it failed.
-EXIT_REFUSED, EXIT_FAILED = 1, 3
+
+@app.callback()
+def root(
+    client_config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-config",
+            help="Client config with endpoint and key (CLOUDMIG_CLIENT_CONFIG; default "
+            "~/.config/cloudmig/client.yaml).",
+        ),
+    ] = None,
+) -> None:
+    """Self-hosted PostgreSQL cloud migration that speaks the RDS OpenAPI."""
+    client_config.override_path = client_config_file
 
 
 def _settings(data_dir: Path | None, config: Path | None, **flags: object) -> Settings:
@@ -83,15 +113,34 @@ def keys_create(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     description: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (same as --output json).")] = False,
+    output: OutputOpt = OutputFormat.TABLE,
+    write_config: Annotated[
+        bool,
+        typer.Option(
+            "--write-config",
+            help="Also write the endpoint and this key to the client config (mode 0600) for the "
+            "client commands.",
+        ),
+    ] = False,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Endpoint to write with --write-config (default: from settings).")
+    ] = None,
 ) -> None:
     """Create an access key. The secret is shown once."""
     from cloudmig.services.context import build_context
     from cloudmig.services.keys import create_key
 
-    ctx = build_context(_settings(data_dir, config), for_server=False)
+    settings = _settings(data_dir, config)
+    ctx = build_context(settings, for_server=False)
     k = create_key(ctx, description)
-    if as_json:
+    if write_config:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+        url = endpoint or f"http://{host}:{settings.port}"
+        path = client_config.client_config_path()
+        client_config.write_client_config(path, url, k.access_key_id, k.access_key_secret)
+        typer.echo(f"wrote {path} (endpoint {url})", err=True)
+    if as_json or output is OutputFormat.JSON:
         typer.echo(json.dumps({"AccessKeyId": k.access_key_id, "AccessKeySecret": k.access_key_secret}))
     else:
         typer.echo(f"AccessKeyId:     {k.access_key_id}\nAccessKeySecret: {k.access_key_secret}")
@@ -102,7 +151,8 @@ def keys_create(
 def keys_list(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (same as --output json).")] = False,
+    output: OutputOpt = OutputFormat.TABLE,
 ) -> None:
     """List access keys (never their secrets)."""
     from cloudmig.services.context import build_context
@@ -118,11 +168,13 @@ def keys_list(
         }
         for k in list_keys(ctx)
     ]
-    if as_json:
-        typer.echo(json.dumps(rows))
+    if as_json or output is OutputFormat.JSON:
+        print_json(rows)
     else:
-        for r in rows:
-            typer.echo(f"{r['AccessKeyId']}  {r['Status']:<8}  {r['Created']}  {r['Description']}")
+        print_table(
+            ["AccessKeyId", "Status", "Created", "Description"],
+            [[r["AccessKeyId"], r["Status"], r["Created"], r["Description"]] for r in rows],
+        )
 
 
 @keys_app.command("revoke")

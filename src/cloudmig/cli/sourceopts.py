@@ -1,0 +1,52 @@
+"""Options that name a source server, shared by `precheck run` and `migrate create`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cloudmig.cli.client import SourceArgs
+from cloudmig.cli.secrets import PasswordEnvOpt, PasswordFileOpt, read_source_password
+
+SourceHostOpt = Annotated[str, typer.Option("--source-host", help="Source server address (IP or host name).")]
+SourcePortOpt = Annotated[int, typer.Option("--source-port", min=1, max=65535, help="Source server port.")]
+SourceAccountOpt = Annotated[
+    str, typer.Option("--source-account", help="Source role with REPLICATION (and pg_monitor).")
+]
+CategoryOpt = Annotated[
+    str, typer.Option("--source-category", help="Where the source runs: idcOnVpc, ecsOnVpc or internet.")
+]
+TaskNameOpt = Annotated[str | None, typer.Option("--task-name", help="A name for the task.")]
+
+
+def source_args(
+    host: str,
+    port: int,
+    account: str,
+    category: str,
+    task_name: str | None,
+    password_file: Path | None,
+    password_env: str | None,
+) -> SourceArgs:
+    return SourceArgs(
+        host=host,
+        port=port,
+        account=account,
+        password=read_source_password(password_file, password_env),
+        category=category,
+        task_name=task_name,
+    )
+
+
+__all__ = [
+    "CategoryOpt",
+    "PasswordEnvOpt",
+    "PasswordFileOpt",
+    "SourceAccountOpt",
+    "SourceHostOpt",
+    "SourcePortOpt",
+    "TaskNameOpt",
+    "source_args",
+]

@@ -1,0 +1,241 @@
+"""Prometheus metrics (`/metrics`), names prefixed `cloudmig_`.
+
+Two sources:
+- API requests, counted by the API through `observe_api_request` (action and code are bounded: an
+  action the registry knows or "unknown", an error class's code, "Success" or "unknown");
+- task and instance state, read from the store on each scrape by `StoreCollector` (the store is the
+  truth; the engine may run in another process). One series set per instance, for its newest
+  migration task, so that label cardinality is bounded by the number of instances.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from cloudmig import __version__, errors
+from cloudmig.domain.enums import InstanceStatus, MigrateStage, ReplicationState, TaskKind, TaskStatus
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+SUCCESS = "Success"
+
+API_REQUESTS = Counter(
+    "cloudmig_api_requests",
+    "RDS API requests by action and result code.",
+    ["action", "code"],
+    registry=None,
+)
+API_DURATION = Histogram(
+    "cloudmig_api_request_duration_seconds",
+    "RDS API request duration by action and result code.",
+    ["action", "code"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=None,
+)
+
+_codes_lock = threading.Lock()
+_codes: frozenset[str] = frozenset()
+
+
+def _error_codes() -> frozenset[str]:
+    found: set[str] = set()
+    todo: list[type[errors.CloudmigError]] = [errors.CloudmigError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    return frozenset(found)
+
+
+def bounded_code(code: str) -> str:
+    global _codes
+    if code == SUCCESS:
+        return code
+    if code not in _codes:
+        with _codes_lock:
+            _codes = _error_codes()  # error classes defined after the first call
+    return code if code in _codes else UNKNOWN
+
+
+def bounded_action(action: str) -> str:
+    # Imported late (the API imports this module); api.app imports every action module.
+    from cloudmig.api import app as _app  # noqa: F401
+    from cloudmig.api.actions import REGISTRY
+
+    return action if action in REGISTRY else UNKNOWN
+
+
+def observe_api_request(action: str, code: str, seconds: float) -> None:
+    """Count one API request. `code` is "Success" or the RDS error Code the request ended with."""
+    labels = (bounded_action(action), bounded_code(code))
+    API_REQUESTS.labels(*labels).inc()
+    API_DURATION.labels(*labels).observe(max(seconds, 0.0))
+
+
+def observe_api_outcome(what: str, seconds: float) -> None:
+    """The same from the access log's `what`: "Action" on success, "Action:Code" or "-:Code" on error."""
+    action, sep, code = what.partition(":")
+    observe_api_request(action, code if sep else SUCCESS, seconds)
+
+
+# ---- state read from the store -----------------------------------------------------------------------
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+class StoreCollector(Collector):
+    """Instance and task metrics, computed from the store at scrape time."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        up = _gauge("cloudmig_store_up", "1 when the store answered this scrape.", [])
+        try:
+            families = list(self._families())
+        except Exception:
+            log.exception("metrics: reading the store failed")
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _families(self) -> Iterable[Metric]:
+        from cloudmig.services import instances as instance_svc
+        from cloudmig.services import migrations as migration_svc
+        from cloudmig.store.tasks import TaskFilter
+
+        _, insts = instance_svc.list_instances(self.ctx, instance_id=None, page_number=1, page_size=100_000)
+        by_status = dict.fromkeys((s.value for s in InstanceStatus), 0)
+        for inst in insts:
+            by_status[inst.status.value] = by_status.get(inst.status.value, 0) + 1
+        instances = _gauge("cloudmig_instances", "Managed instances by status.", ["status"])
+        for status, n in by_status.items():
+            instances.add_metric([status], n)
+
+        L = ["instance"]
+        stage = _gauge(
+            "cloudmig_task_stage",
+            "Stage of the instance's newest migration task (1 = current).",
+            [*L, "stage"],
+        )
+        task_status = _gauge(
+            "cloudmig_task_status",
+            "Status of the instance's newest migration task (1 = current).",
+            [*L, "status"],
+        )
+        state = _gauge(
+            "cloudmig_replication_state",
+            "ReplicationState of the newest migration task (1 = current).",
+            [*L, "state"],
+        )
+        task_id = _gauge("cloudmig_task_id", "TaskId of the instance's newest migration task.", L)
+        done = _gauge("cloudmig_basebackup_bytes_done", "Bytes the full copy has copied.", L)
+        total = _gauge("cloudmig_basebackup_bytes_total", "Bytes the full copy has to copy.", L)
+        rate = _gauge("cloudmig_basebackup_rate_bytes_per_second", "Average rate of the full copy.", L)
+        lag_b = _gauge("cloudmig_replication_lag_bytes", "Source WAL not yet replayed on the target.", L)
+        lag_s = _gauge(
+            "cloudmig_replication_lag_seconds", "Replication lag in seconds at the replay rate.", L
+        )
+        wal_up = _gauge(
+            "cloudmig_wal_receiver_up", "1 when the target's WAL receiver streams from the source.", L
+        )
+        switch = _gauge(
+            "cloudmig_switchover_duration_seconds", "Duration of the switchover, request to primary.", L
+        )
+
+        for inst in insts:
+            page = migration_svc.describe_tasks(
+                self.ctx, TaskFilter(instance_id=inst.id, kind=TaskKind.MIGRATION), page_number=1, page_size=1
+            )
+            if not page.tasks:
+                continue
+            t = page.tasks[0]
+            iid = inst.id
+            for s in MigrateStage:
+                stage.add_metric([iid, s.value], 1 if t.stage is s else 0)
+            for st in TaskStatus:
+                task_status.add_metric([iid, st.value], 1 if t.status is st else 0)
+            for r in ReplicationState:
+                state.add_metric([iid, r.value], 1 if t.replication_state is r else 0)
+            task_id.add_metric([iid], t.id)
+            bb = t.progress.get("BaseBackup") or {}
+            rep = t.progress.get("Replication") or {}
+            for fam, value in (
+                (done, bb.get("BytesDone")),
+                (total, bb.get("BytesTotal")),
+                (rate, bb.get("RateBytesPerSecond")),
+            ):
+                v = _num(value)
+                if v is not None:
+                    fam.add_metric([iid], v)
+            streaming_stage = t.stage in (MigrateStage.STARTUP, MigrateStage.INCREMENT, MigrateStage.SWITCH)
+            if streaming_stage and t.status is TaskStatus.RUNNING:
+                for fam, value in ((lag_b, rep.get("LagBytes")), (lag_s, rep.get("LagSeconds"))):
+                    v = _num(value)
+                    if v is not None:
+                        fam.add_metric([iid], v)
+            wal_up.add_metric(
+                [iid], 1 if t.status is TaskStatus.RUNNING and _receiver_streaming(t.replication_info) else 0
+            )
+            seconds = _num((t.evidence or {}).get("TotalSeconds"))
+            if seconds is not None and t.stage is MigrateStage.SUCCESS:
+                switch.add_metric([iid], seconds)
+        info = _gauge("cloudmig_build_info", "cloudmig version.", ["version"])
+        info.add_metric([__version__], 1)
+        return [
+            instances,
+            stage,
+            task_status,
+            state,
+            task_id,
+            done,
+            total,
+            rate,
+            lag_b,
+            lag_s,
+            wal_up,
+            switch,
+            info,
+        ]
+
+
+def _receiver_streaming(replication_info: str) -> bool:
+    try:
+        info = json.loads(replication_info) if replication_info else {}
+    except ValueError:
+        return False
+    return isinstance(info, dict) and info.get("Status") == "streaming"
+
+
+def build_registry(ctx: Any) -> CollectorRegistry:
+    """A registry per application: the process-wide API metrics plus this service's store."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(API_REQUESTS)
+    registry.register(API_DURATION)
+    registry.register(StoreCollector(ctx))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
