@@ -18,6 +18,7 @@ from tests.support.flows import (
     create_instance,
     create_migration,
     migration_items,
+    source_fields,
     wait_running,
     wait_streaming,
 )
@@ -32,16 +33,7 @@ def _tea_error(fn: Any, *args: Any) -> TeaException:
 
 
 def _migration_request(instance_id: str, port: int, **overrides: Any) -> rds.CreateCloudMigrationTaskRequest:
-    values = dict(
-        dbinstance_name=instance_id,
-        source_ip_address="127.0.0.1",
-        source_port=port,
-        source_account="migratetest",
-        source_password=MIGRATION_PASSWORD,
-        source_category="ecsOnVpc",
-    )
-    values.update(overrides)
-    return rds.CreateCloudMigrationTaskRequest(**values)
+    return rds.CreateCloudMigrationTaskRequest(**source_fields(instance_id, port, **overrides))
 
 
 @pytest.fixture(scope="module")

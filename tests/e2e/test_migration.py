@@ -20,29 +20,13 @@ from tests.support.flows import (
     wait_running,
     wait_streaming,
 )
+from tests.support.spec import REPLICATION_INFO_KEYS
 
 pytestmark = pytest.mark.e2e
 
 GMT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 STAGES = ["precheck", "basebackup", "startup", "increment"]
 STATES = ["unstarted", "catchup", "streaming"]
-REPLICATION_INFO_KEYS = {
-    "Status",
-    "ReceiveStartLsn",
-    "ReceiveStartTli",
-    "ReceivedLsn",
-    "ReceivedTli",
-    "LatestEndLsn",
-    "LatestEndTime",
-    "LastMsgSendTime",
-    "LastMsgReceiptTime",
-    "ReplayLsn",
-    "ReplayTimestamp",
-    "ReplayLag",
-    "Synced",
-    "IsSlave",
-    "Conninfo",
-}
 
 
 def _target_rows(attr: Any, query: str, password: str = MIGRATION_PASSWORD) -> list[tuple[Any, ...]]:

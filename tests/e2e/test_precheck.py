@@ -8,23 +8,22 @@ import pytest
 from alibabacloud_rds20140815 import models as rds
 from Tea.exceptions import TeaException
 
-from tests.support.flows import MIGRATION_PASSWORD, create_instance, create_migration, wait_for, wait_running
+from tests.support.flows import (
+    MIGRATION_PASSWORD,
+    create_instance,
+    create_migration,
+    source_fields,
+    wait_for,
+    wait_running,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 def _precheck(client: Any, instance_id: str, port: int, **overrides: Any) -> Any:
-    values = dict(
-        dbinstance_name=instance_id,
-        source_ip_address="127.0.0.1",
-        source_port=port,
-        source_account="migratetest",
-        source_password=MIGRATION_PASSWORD,
-        source_category="internet",
-    )
-    values.update(overrides)
+    fields = source_fields(instance_id, port, **{"source_category": "internet", **overrides})
     return client.create_cloud_migration_precheck_task(
-        rds.CreateCloudMigrationPrecheckTaskRequest(**values)
+        rds.CreateCloudMigrationPrecheckTaskRequest(**fields)
     ).body
 
 

@@ -25,6 +25,20 @@ def wait_for(fn: Callable[[], T | None], timeout: float, interval: float = 0.5, 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value {last!r}")
 
 
+def source_fields(instance_id: str, port: int, **overrides: Any) -> dict[str, Any]:
+    """The SDK request fields naming a local source, as the precheck and migration calls take them."""
+    values: dict[str, Any] = {
+        "dbinstance_name": instance_id,
+        "source_ip_address": "127.0.0.1",
+        "source_port": port,
+        "source_account": "migratetest",
+        "source_password": MIGRATION_PASSWORD,
+        "source_category": "ecsOnVpc",
+    }
+    values.update(overrides)
+    return values
+
+
 def create_instance(
     client: Any, *, storage: int = 20, klass: str = "pg.n2.medium.2c", token: str | None = None
 ) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from tests.support.spec import REPLICATION_INFO_KEYS
+
 from cloudmig.domain.enums import ReplicationState
 from cloudmig.engine.observe import Observation, mask_conninfo, next_state, progress_fields
 
@@ -38,23 +40,7 @@ def test_states() -> None:
 
 def test_replication_info_has_every_key_as_strings() -> None:
     info = json.loads(obs(RECEIVER, 0x3000148, 0x3000148).replication_info())
-    assert set(info) == {
-        "Status",
-        "ReceiveStartLsn",
-        "ReceiveStartTli",
-        "ReceivedLsn",
-        "ReceivedTli",
-        "LatestEndLsn",
-        "LatestEndTime",
-        "LastMsgSendTime",
-        "LastMsgReceiptTime",
-        "ReplayLsn",
-        "ReplayTimestamp",
-        "ReplayLag",
-        "Synced",
-        "IsSlave",
-        "Conninfo",
-    }
+    assert set(info) == REPLICATION_INFO_KEYS
     assert all(isinstance(v, str) for v in info.values())
     assert info["ReplayLsn"] == "0/3000148" and info["ReplayLag"] == "0" and info["Synced"] == "true"
     assert info["ReplayTimestamp"] == "null" and info["IsSlave"] == "true"

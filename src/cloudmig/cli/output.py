@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cloudmig.domain.units import human_bytes
+
 # 0 = done; 1 = the request was refused (bad input, wrong state: changing the input may help);
 # 2 = usage or configuration error; 3 = it failed (the service is unreachable, a task failed).
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -92,17 +94,6 @@ def print_fields(pairs: Sequence[tuple[str, Any]], *, title: str | None = None) 
     for k, v in pairs:
         table.add_row(k, "" if v is None else str(v))
     stdout_console().print(table)
-
-
-def human_bytes(n: float | int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def human_seconds(s: float | int | None) -> str:

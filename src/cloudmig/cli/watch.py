@@ -15,8 +15,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from cloudmig.cli.output import EXIT_FAILED, EXIT_OK, human_bytes, human_rate, human_seconds
+from cloudmig.cli.output import EXIT_FAILED, EXIT_OK, human_rate, human_seconds
 from cloudmig.domain.enums import STAGE_ORDER
+from cloudmig.domain.units import human_bytes
 
 STAGES = [s.value for s in STAGE_ORDER]
 DETAIL_LINES = 8

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from cloudmig.domain import units
+
 DASH = "\u2013"  # what an unknown value shows
 
 
-def human_bytes(n: float | int | None) -> str:
-    if n is None:
-        return DASH
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+def human_bytes(n: float | None) -> str:
+    return units.human_bytes(n, unknown=DASH)
 
 
 def human_seconds(s: float | int | None) -> str:
