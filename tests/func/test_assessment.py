@@ -20,6 +20,7 @@ from tests.support.pgcluster import (
     SourceCluster,
     free_port,
     make_settings,
+    runnable_bin_dir,
 )
 
 from cloudmig.checks import SourceSpec, TargetSpec, run_assessment
@@ -27,7 +28,6 @@ from cloudmig.domain.checks import CheckResult, render_report
 from cloudmig.domain.classes import CATALOGUE as CLASSES
 from cloudmig.domain.classes import InstanceClass
 from cloudmig.instances.provider import LocalInstanceProvider
-from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
 from cloudmig.pg.conf import make_dir
 from cloudmig.pg.runner import run
 
@@ -371,10 +371,7 @@ def test_account_not_in_pg_monitor(healthy: SourceCluster, target: Target) -> No
 
 
 def test_major_version_differs(pg_base_dir: Path, target: Target) -> None:
-    try:
-        find_bin_dir(16)
-    except PgBinariesNotFound as exc:
-        pytest.skip(f"no PostgreSQL 16 binaries (pip install pgserver): {exc}")
+    runnable_bin_dir(16)
     with make_source(pg_base_dir, HEALTHY_SETTINGS, major=16) as cluster:
         _, report = assess(spec_of(cluster), target.spec())
     assert_fails(

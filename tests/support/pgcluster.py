@@ -31,9 +31,9 @@ from psycopg import sql as pgsql
 from cloudmig.instances.osuser import pg_os_user
 from cloudmig.pg import ctl
 from cloudmig.pg.basebackup import SourceEndpoint
-from cloudmig.pg.binaries import find_bin_dir
+from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
 from cloudmig.pg.conf import atomic_write, conf_quote, make_dir
-from cloudmig.pg.runner import OsUser, run
+from cloudmig.pg.runner import OsUser, PgCommandError, run
 from cloudmig.pg.sql import connect_socket, connect_source
 from cloudmig.settings import Settings
 
@@ -333,3 +333,16 @@ class SourceCluster:
             dbname,
         ]
         run(argv, user=self.user, timeout=seconds + 120)
+
+
+def runnable_bin_dir(major: int) -> Path:
+    """The bin dir of `major`, or skip the test: absent, or not executable by the PostgreSQL OS user
+    (e.g. pgserver's binaries inside a virtualenv under a directory that user cannot traverse)."""
+    import pytest
+
+    try:
+        bin_dir = find_bin_dir(major)
+        run([bin_dir / "postgres", "--version"], user=os_user_for_tests(), timeout=30)
+    except (PgBinariesNotFound, PgCommandError) as exc:
+        pytest.skip(f"PostgreSQL {major} binaries are not usable here (pip install pgserver): {exc}")
+    return bin_dir
