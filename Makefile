@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps test-deps serve test test-unit test-func test-e2e check fmt bench clean
+.PHONY: install system-deps test-deps api-coverage serve test test-unit test-func test-e2e check fmt bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ check: install
 fmt: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# docs/api-coverage.md from the official SDK's operation list and the action registry.
+api-coverage: install
+	$(BIN)/python -m cloudmig.api.coverage
 
 bench: install
 	$(BIN)/python -m bench

@@ -12,7 +12,14 @@ Scheme detection (`authenticate`):
   absent common parameter (``AccessKeyId`` first), as the real RPC gateway answers.
 
 Checks run in a fixed order — scheme, required parameters/headers, timestamp, access key, signature,
-nonce, version — so a rejected request never records its nonce.
+admission (the per-key rate limit), nonce, version — so a request refused before its signature is
+verified, or throttled, never records its nonce. A request whose signature was verified records it
+even when it is refused later (wrong Version, unknown Action, bad parameters): replaying a refused
+request must not make it succeed once the state has changed.
+
+A SignatureDoesNotMatch answer carries the server's string to sign (aliyunsdkcore compares it with its
+own to report a wrong secret), with the values of secret parameters (`SECRET_PARAMS`) masked: a
+password the caller sent is never echoed back.
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ from cloudmig.api import signing
 API_VERSION = "2014-08-15"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_NONCE_LENGTH = 128  # store column width
+MAX_ACCESS_KEY_ID_LENGTH = 64  # store column width
+SECRET_MASK = "******"  # noqa: S105  (the mask, not a secret)
+# Parameters whose values are secrets: masked wherever a request is echoed back.
+SECRET_PARAMS = frozenset(
+    {"SourcePassword", "AccountPassword", "Password", "NewPassword", "SecurityToken", "BearerToken"}
+)
 
 # Parameters that belong to the protocol, not to an action (removed from Authenticated.params).
 # RegionId stays: some actions may want it, and every action ignores unknown parameters.
@@ -70,6 +83,9 @@ _TIMESTAMP_RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
 )
 _SHA256_HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
+# Printable ASCII without spaces: what an access key id or a nonce can be (no control character
+# reaches the store, whose PostgreSQL flavour rejects NUL in text).
+_PRINTABLE_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,8 @@ class Authenticated:
 KeyLookup = Callable[[str], KeyRecord | None]
 # (access_key_id, nonce, expires_at) -> True on first use, False when already seen.
 NonceRecorder = Callable[[str, str, datetime], bool]
+# Called with the access key id once the signature is verified; raises to refuse (e.g. Throttling).
+Admission = Callable[[str], None]
 
 
 # ---- parameters -----------------------------------------------------------------------------------
@@ -230,9 +248,13 @@ def _check_timestamp(text: str, name: str, now: datetime, window: timedelta) -> 
 def _check_nonce(nonce: str, name: str) -> None:
     if len(nonce) > MAX_NONCE_LENGTH:
         raise errors.InvalidParameter(name, f"It must not be longer than {MAX_NONCE_LENGTH} characters.")
+    if not _PRINTABLE_TOKEN_RE.fullmatch(nonce):
+        raise errors.InvalidParameter(name, "It must be printable ASCII without spaces.")
 
 
 def _lookup_key(keys: KeyLookup, access_key_id: str) -> KeyRecord:
+    if len(access_key_id) > MAX_ACCESS_KEY_ID_LENGTH or not _PRINTABLE_TOKEN_RE.fullmatch(access_key_id):
+        raise errors.AccessKeyNotFound()  # no key can have that id: do not ask the store
     record = keys(access_key_id)
     if record is None:
         raise errors.AccessKeyNotFound()
@@ -249,6 +271,11 @@ def _record_nonce(record_nonce: NonceRecorder, ak: str, nonce: str, expires_at: 
 def _check_version(version: str) -> None:
     if version != API_VERSION:
         raise errors.InvalidVersion()
+
+
+def masked(params: Mapping[str, str]) -> dict[str, str]:
+    """``params`` with the values of `SECRET_PARAMS` replaced by a mask (empty values stay empty)."""
+    return {k: (SECRET_MASK if k in SECRET_PARAMS and v else v) for k, v in params.items()}
 
 
 def _business(params: Mapping[str, str]) -> dict[str, str]:
@@ -269,19 +296,23 @@ def authenticate(
     record_nonce: NonceRecorder,
     now: datetime,
     window_seconds: int = 900,
+    admit: Admission | None = None,
 ) -> Authenticated:
-    """Verify a request's signature (V1 or V3) and return who called what; raise a CloudmigError."""
+    """Verify a request's signature (V1 or V3) and return who called what; raise a CloudmigError.
+
+    ``admit`` (the rate limit) runs once the signature is verified, before the nonce is recorded.
+    """
     params = parse_params(req)
     headers = {k.lower(): v for k, v in req.headers.items()}
     authorization = headers.get("authorization", "")
     window = timedelta(seconds=window_seconds)
     if authorization.startswith("ACS3-"):
-        return _authenticate_v3(req, params, headers, authorization, keys, record_nonce, now, window)
+        return _authenticate_v3(req, params, headers, authorization, keys, record_nonce, now, window, admit)
     if "Signature" not in params and authorization.strip():
         raise _incomplete(
             "Only ACS3-HMAC-SHA256 Authorization headers and V1 (HMAC-SHA1) signatures are accepted."
         )
-    return _authenticate_v1(req, params, keys, record_nonce, now, window)
+    return _authenticate_v1(req, params, keys, record_nonce, now, window, admit)
 
 
 def _authenticate_v1(
@@ -291,6 +322,7 @@ def _authenticate_v1(
     record_nonce: NonceRecorder,
     now: datetime,
     window: timedelta,
+    admit: Admission | None,
 ) -> Authenticated:
     for name in V1_REQUIRED:
         if not params.get(name):
@@ -308,8 +340,10 @@ def _authenticate_v1(
     string_to_sign = signing.v1_string_to_sign(req.method, params)
     expected = signing.v1_sign(record.secret, string_to_sign)
     if not signing.signatures_equal(params["Signature"], expected):
-        raise errors.SignatureDoesNotMatch(string_to_sign)
+        raise errors.SignatureDoesNotMatch(signing.v1_string_to_sign(req.method, masked(params)))
 
+    if admit is not None:
+        admit(ak)
     _record_nonce(record_nonce, ak, nonce, ts + window)
     _check_version(params["Version"])
     return Authenticated(
@@ -332,6 +366,7 @@ def _authenticate_v3(
     record_nonce: NonceRecorder,
     now: datetime,
     window: timedelta,
+    admit: Admission | None,
 ) -> Authenticated:
     auth = signing.v3_parse_authorization(authorization)
     if auth.algorithm != signing.V3_ALGORITHM:
@@ -392,6 +427,8 @@ def _authenticate_v3(
     if not ok or not body_matches:
         raise errors.SignatureDoesNotMatch(sts)
 
+    if admit is not None:
+        admit(auth.access_key_id)
     _record_nonce(record_nonce, auth.access_key_id, nonce, ts + window)
     version = headers["x-acs-version"].strip()
     _check_version(version)

@@ -99,10 +99,19 @@ def get_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
 
 
 def list_instances(
-    ctx: ServiceContext, *, instance_id: str | None, page_number: int, page_size: int
+    ctx: ServiceContext,
+    *,
+    instance_id: str | None,
+    page_number: int,
+    page_size: int,
+    engine: str | None = None,
 ) -> tuple[int, list[InstanceRecord]]:
     return instance_store.list_instances(
-        ctx.db, instance_id=instance_id, offset=(page_number - 1) * page_size, limit=page_size
+        ctx.db,
+        instance_id=instance_id,
+        db_engine=engine,
+        offset=(page_number - 1) * page_size,
+        limit=page_size,
     )
 
 

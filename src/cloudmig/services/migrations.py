@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import IntegrityError
+
 from cloudmig import errors
 from cloudmig.domain.detail import Event
 from cloudmig.domain.enums import (
@@ -82,7 +84,10 @@ def create_migration_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord
         raise errors.IncorrectInstanceState(f"The instance is not empty: {emptiness}.")
     name = _task_name(ctx, req, TaskKind.MIGRATION)
     values = _task_values(ctx, req, TaskKind.MIGRATION, name)
-    task_id = task_store.insert_task_claiming_instance(ctx.db, values, ctx.now())
+    try:
+        task_id = task_store.insert_task_claiming_instance(ctx.db, values, ctx.now())
+    except IntegrityError:  # the same TaskName created concurrently
+        raise errors.TaskNameConflict() from None
     if task_id is None:
         raise errors.IncorrectInstanceState("Another migration task started on this instance meanwhile.")
     rec = task_store.get_task(ctx.db, task_id)
@@ -97,7 +102,10 @@ def create_precheck_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord:
             f"The current instance state ({inst.status.value}) does not support this operation."
         )
     name = _task_name(ctx, req, TaskKind.PRECHECK)
-    task_id = task_store.insert_task(ctx.db, _task_values(ctx, req, TaskKind.PRECHECK, name))
+    try:
+        task_id = task_store.insert_task(ctx.db, _task_values(ctx, req, TaskKind.PRECHECK, name))
+    except IntegrityError:  # the same TaskName created concurrently
+        raise errors.TaskNameConflict() from None
     rec = task_store.get_task(ctx.db, task_id)
     assert rec is not None
     return rec

@@ -30,13 +30,20 @@ def get_by_client_token(engine: Engine, token: str) -> InstanceRecord | None:
 
 
 def list_instances(
-    engine: Engine, *, instance_id: str | None = None, offset: int = 0, limit: int | None = None
+    engine: Engine,
+    *,
+    instance_id: str | None = None,
+    db_engine: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> tuple[int, list[InstanceRecord]]:
-    q = select(instances)
-    count = select(func.count()).select_from(instances)
+    conds = []
     if instance_id:
-        q = q.where(instances.c.id == instance_id)
-        count = count.where(instances.c.id == instance_id)
+        conds.append(instances.c.id == instance_id)
+    if db_engine:
+        conds.append(func.lower(instances.c.engine) == db_engine.lower())
+    q = select(instances).where(*conds)
+    count = select(func.count()).select_from(instances).where(*conds)
     q = q.order_by(instances.c.created_at, instances.c.id).offset(offset)
     if limit is not None:
         q = q.limit(limit)

@@ -71,14 +71,14 @@ def create_db_instance(ctx: ServiceContext, p: Params) -> dict[str, Any]:
 @action("DescribeDBInstances")
 def describe_db_instances(ctx: ServiceContext, p: Params) -> dict[str, Any]:
     number, size = p.page(default_size=30)
-    wanted = p.optional_str("DBInstanceId", max_len=64)
-    total, recs = svc.list_instances(ctx, instance_id=wanted, page_number=number, page_size=size)
-    engine = p.optional_str("Engine", max_len=32)
-    items = [
-        {**_common(ctx, r), "Port": str(r.port)}
-        for r in recs
-        if engine is None or engine.lower() == r.engine.lower()
-    ]
+    total, recs = svc.list_instances(
+        ctx,
+        instance_id=p.optional_str("DBInstanceId", max_len=64),
+        engine=p.optional_str("Engine", max_len=32),
+        page_number=number,
+        page_size=size,
+    )
+    items = [{**_common(ctx, r), "Port": str(r.port)} for r in recs]
     return {
         "Items": {"DBInstance": items},
         "PageNumber": number,
@@ -91,8 +91,11 @@ def describe_db_instances(ctx: ServiceContext, p: Params) -> dict[str, Any]:
 def describe_db_instance_attribute(ctx: ServiceContext, p: Params) -> dict[str, Any]:
     r = svc.get_instance(ctx, _instance_id(p))
     cls = classes.lookup(r.instance_class)
+    # The attribute model names the creation time CreationTime and has no MutriORsignle.
+    common = {k: v for k, v in _common(ctx, r).items() if k not in ("CreateTime", "MutriORsignle")}
     item = {
-        **_common(ctx, r),
+        **common,
+        "CreationTime": gmt(r.created_at),
         "Port": str(r.port),
         "DBInstanceStorage": r.storage_gb,
         "MaxConnections": cls.max_connections if cls else 0,

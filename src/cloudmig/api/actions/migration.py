@@ -41,7 +41,9 @@ def _source_request(p: Params) -> SourceRequest:
     password = p.secret("SourcePassword")
     category = normalize_source_category(p.required_str("SourceCategory", max_len=32))
     if category is None:
-        raise errors.InvalidParameter("SourceCategory", "It must be idcOnVpc, ecsOnVpc or internet.")
+        raise errors.InvalidParameter(
+            "SourceCategory", "It must be idcOnVpc, ecsOnVpc, internet, aliyunRDS or other (any case)."
+        )
     task_name = p.optional_str("TaskName", max_len=128)
     return SourceRequest(instance_id, ip, port, account, password, category, task_name)
 

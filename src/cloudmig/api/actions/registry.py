@@ -1,7 +1,13 @@
-"""The registry of implemented actions and typed access to request parameters."""
+"""The registry of implemented actions and typed access to request parameters.
+
+Every value arrives as a string (the SDKs stringify integers). Handlers read only the parameters they
+know; anything else (account plumbing such as ResourceOwnerId, OwnerId, RegionId, or parameters of
+the real API a self-hosted service has no use for) is accepted and ignored.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +18,12 @@ from cloudmig.services.context import ServiceContext
 Handler = Callable[[ServiceContext, "Params"], dict[str, Any]]
 REGISTRY: dict[str, Handler] = {}
 
-# Real parameters of the RDS API that a self-hosted service accepts and ignores (billing, network...).
 MAX_PARAM_LENGTH = 4096
+MAX_SECRET_LENGTH = 1024
+# An integer as the SDKs send it: ASCII digits with an optional sign (no "1_000", no "٣", no "1e3").
+_INTEGER_RE = re.compile(r"[+-]?[0-9]{1,19}")
+PAGE_SIZE_MAX = 100
+PAGE_NUMBER_MAX = 10_000_000
 
 
 def action(name: str) -> Callable[[Handler], Handler]:
@@ -47,7 +57,7 @@ class Params:
         v = self.values.get(name)
         if v is None or v == "":
             raise errors.MissingParameter(name)
-        if "\x00" in v or len(v) > 1024:
+        if "\x00" in v or len(v) > MAX_SECRET_LENGTH:
             raise errors.InvalidParameter(name)
         return v
 
@@ -55,12 +65,11 @@ class Params:
         v = self.values.get(name)
         if v is None or v.strip() == "":
             return None
-        try:
-            n = int(v.strip())
-        except ValueError:
-            raise errors.InvalidParameter(name, "It must be an integer.") from None
+        if not _INTEGER_RE.fullmatch(v.strip()):
+            raise errors.InvalidParameter(name, "It must be an integer.")
+        n = int(v.strip())
         if (lo is not None and n < lo) or (hi is not None and n > hi):
-            raise errors.InvalidParameter(name, f"It must be between {lo} and {hi}.")
+            raise errors.InvalidParameter(name, _range_text(lo, hi))
         return n
 
     def required_int(self, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
@@ -70,6 +79,18 @@ class Params:
         return n
 
     def page(self, default_size: int = 30) -> tuple[int, int]:
-        number = self.optional_int("PageNumber", lo=1, hi=10_000_000) or 1
-        size = self.optional_int("PageSize", lo=1, hi=100) or default_size
-        return number, size
+        """PageNumber (default 1) and PageSize (1 to 100, default ``default_size``).
+
+        A page past the end is not an error: it has no items, and the total still counts them all.
+        """
+        number = self.optional_int("PageNumber", lo=1, hi=PAGE_NUMBER_MAX)
+        size = self.optional_int("PageSize", lo=1, hi=PAGE_SIZE_MAX)
+        return (1 if number is None else number), (default_size if size is None else size)
+
+
+def _range_text(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"It must be between {lo} and {hi}."
+    if lo is not None:
+        return f"It must be at least {lo}."
+    return f"It must be at most {hi}."
