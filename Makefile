@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install system-deps test-deps api-coverage serve test test-unit test-func test-e2e check fmt bench clean
+.PHONY: install system-deps test-deps api-coverage serve test test-unit test-func test-e2e check fmt bench bench-quick clean
 
 install: $(STAMP)
 
@@ -51,8 +52,18 @@ fmt: install
 api-coverage: install
 	$(BIN)/python -m cloudmig.api.coverage
 
-bench: install
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# Benchmarks (timing goals live there, not in tests): full ~10-20 min, quick smoke check ~2 min.
+bench: $(BENCH_STAMP)
+	tools/system-deps --bench
 	$(BIN)/python -m bench
+
+bench-quick: $(BENCH_STAMP)
+	tools/system-deps --bench
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
 
     # Switchover: the source must show no new WAL over one of `switch_quiet_attempts` windows of
     # `switch_quiet_seconds`; the target then has `switch_catchup_timeout` seconds to replay the cut.
-    switch_quiet_seconds: float = Field(default=1.0, gt=0)
+    switch_quiet_seconds: float = Field(default=0.5, gt=0)
     switch_quiet_attempts: int = Field(default=3, ge=1)
     switch_catchup_timeout: float = Field(default=60.0, gt=0)
     # After a switchover the old source is watched this long for writes that missed the switch.

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from cloudmig.domain.enums import MigrateStage, TaskKind, TaskStatus
+from cloudmig.domain.enums import MigrateStage
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +65,13 @@ class LagHistory:
                 dq.append(point)
 
     def sample_once(self) -> None:
-        from cloudmig.services import instances as instance_svc
         from cloudmig.services import migrations as migration_svc
-        from cloudmig.store.tasks import TaskFilter
 
-        _, insts = instance_svc.list_instances(self.ctx, instance_id=None, page_number=1, page_size=100_000)
         live: set[int] = set()
-        for inst in insts:
-            page = migration_svc.describe_tasks(
-                self.ctx, TaskFilter(instance_id=inst.id, kind=TaskKind.MIGRATION), page_number=1, page_size=1
-            )
-            for t in page.tasks:
-                if t.status is TaskStatus.RUNNING and t.stage in (
-                    MigrateStage.STARTUP,
-                    MigrateStage.INCREMENT,
-                    MigrateStage.SWITCH,
-                ):
-                    live.add(t.id)
-                    self.record(t.id, t.progress)
+        for t in migration_svc.running_migrations(self.ctx):
+            if t.stage in (MigrateStage.STARTUP, MigrateStage.INCREMENT, MigrateStage.SWITCH):
+                live.add(t.id)
+                self.record(t.id, t.progress)
         with self._lock:
             finished = [tid for tid in self._series if tid not in live]
             for tid in finished[:-KEEP_FINISHED] if len(finished) > KEEP_FINISHED else []:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 import psycopg
 
@@ -25,7 +26,8 @@ IDLE_WAL_ALLOWANCE = 1 << 20
 
 def check_all(ctx: ServiceContext) -> None:
     now = time.time()
-    for task in task_store.succeeded_migrations(ctx.db):
+    since = ctx.now() - timedelta(hours=ctx.settings.post_switch_watch_hours)
+    for task in task_store.succeeded_migrations(ctx.db, since):
         ev = task.evidence
         if not ev.get("CutLsn") or float(ev.get("WatchUntil") or 0) < now:
             continue

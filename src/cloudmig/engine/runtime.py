@@ -83,7 +83,7 @@ class Engine:
                 self.tick()
             except Exception:
                 log.exception("engine tick failed")
-            self._stop.wait(self.ctx.settings.engine_tick_seconds)
+            wakeups.engine_sleep(self.ctx.settings.engine_tick_seconds, self._stop)
 
     def tick(self) -> None:
         s = self.ctx.settings

@@ -35,3 +35,22 @@ def sleep(task_id: int, seconds: float, stop: threading.Event) -> None:
 def forget(task_id: int) -> None:
     with _lock:
         _events.pop(task_id, None)
+
+
+# The engine loop itself: woken when a task or an instance is created, so it is claimed at once
+# instead of on the next tick.
+_engine = threading.Event()
+
+
+def wake_engine() -> None:
+    _engine.set()
+
+
+def engine_sleep(seconds: float, stop: threading.Event) -> None:
+    step = 0.05
+    left = seconds
+    while left > 0 and not stop.is_set():
+        if _engine.wait(min(step, left)):
+            _engine.clear()
+            return
+        left -= step

@@ -15,10 +15,11 @@ Layout (cloudmig as root runs PostgreSQL as settings.pg_os_user; "pg" below is t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
+import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,23 @@ RESERVED_ROLES: frozenset[str] = frozenset({ADMIN_ROLE})
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MAX_SOCKET_PATH = 107
 _CREATED_MARKER = ".created"
+
+
+# pgdata set aside by a reset, removed in the background.
+TRASH_SUFFIX = ".old-"
+
+
+def _remove_tree(path: Path) -> None:
+    """rmtree that tolerates a concurrent removal of the same tree (a background cleanup)."""
+
+    def ignore_missing(
+        func: object, name: str, exc_info: tuple[type[BaseException], BaseException, object]
+    ) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):
+            raise exc_info[1]
+
+    if path.exists():
+        shutil.rmtree(path, onerror=ignore_missing)
 
 
 class LocalInstanceProvider:
@@ -200,7 +218,11 @@ class LocalInstanceProvider:
     def _reset_pgdata(self, bin_dir: Path, pgdata: Path) -> None:
         if pgdata.exists():
             ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate")
-            shutil.rmtree(pgdata)
+            # Removing a cluster's files takes about a second; set them aside and let a background
+            # thread remove them, so a copy starts at once (leftovers of a crash go the same way).
+            pgdata.rename(pgdata.with_name(f"{pgdata.name}{TRASH_SUFFIX}{uuid.uuid4().hex[:8]}"))
+        for trash in pgdata.parent.glob(f"{pgdata.name}{TRASH_SUFFIX}*"):
+            threading.Thread(target=_remove_tree, args=(trash,), name="rm-old-pgdata", daemon=True).start()
         make_dir(pgdata, user=self.user)
 
     def wipe_pgdata(self, instance_id: str, major: int) -> Path:
@@ -232,8 +254,7 @@ class LocalInstanceProvider:
             self.socket_dir(instance_id),
             self.passfile_path(instance_id).parent,
         ):
-            with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(path)
+            _remove_tree(path)
 
     # ---- access -------------------------------------------------------------------------------
 

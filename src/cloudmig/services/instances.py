@@ -10,6 +10,7 @@ from cloudmig import errors
 from cloudmig.domain import classes
 from cloudmig.domain.enums import InstanceStatus, TaskKind, TaskStatus
 from cloudmig.domain.ids import new_instance_id
+from cloudmig.engine import wakeups
 from cloudmig.instances.ports import allocate_port
 from cloudmig.pg import roles
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
@@ -85,6 +86,7 @@ def create_instance(ctx: ServiceContext, req: InstanceRequest) -> InstanceRecord
                 if again is not None:
                     return again
             continue
+        wakeups.wake_engine()
         rec = instance_store.get_instance(ctx.db, instance_id)
         assert rec is not None
         return rec
@@ -128,6 +130,7 @@ def delete_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
         if t.status is TaskStatus.RUNNING:
             task_store.update_task(ctx.db, t.id, now, status=TaskStatus.CANCELLED, reason="instance deleted")
     instance_store.set_status(ctx.db, instance_id, InstanceStatus.DELETING, now)
+    wakeups.wake_engine()
     return get_instance(ctx, instance_id)
 
 

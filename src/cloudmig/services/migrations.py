@@ -16,7 +16,7 @@ from cloudmig.domain.enums import (
     TaskStatus,
 )
 from cloudmig.domain.ids import new_migration_task_name, new_precheck_task_name
-from cloudmig.engine import target_probe
+from cloudmig.engine import target_probe, wakeups
 from cloudmig.services.context import ServiceContext
 from cloudmig.services.instances import get_instance
 from cloudmig.store import tasks as task_store
@@ -90,6 +90,7 @@ def create_migration_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord
         raise errors.TaskNameConflict() from None
     if task_id is None:
         raise errors.IncorrectInstanceState("Another migration task started on this instance meanwhile.")
+    wakeups.wake_engine()
     rec = task_store.get_task(ctx.db, task_id)
     assert rec is not None
     return rec
@@ -106,6 +107,7 @@ def create_precheck_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord:
         task_id = task_store.insert_task(ctx.db, _task_values(ctx, req, TaskKind.PRECHECK, name))
     except IntegrityError:  # the same TaskName created concurrently
         raise errors.TaskNameConflict() from None
+    wakeups.wake_engine()
     rec = task_store.get_task(ctx.db, task_id)
     assert rec is not None
     return rec
@@ -115,3 +117,8 @@ def describe_tasks(ctx: ServiceContext, f: TaskFilter, *, page_number: int, page
     get_instance(ctx, f.instance_id)
     total, recs = task_store.find_tasks(ctx.db, f, offset=(page_number - 1) * page_size, limit=page_size)
     return TaskPage(total, recs, task_store.events_for(ctx.db, [r.id for r in recs]))
+
+
+def running_migrations(ctx: ServiceContext) -> list[TaskRecord]:
+    """Migration tasks still running, across all instances (one query, for samplers)."""
+    return task_store.running_migrations(ctx.db)

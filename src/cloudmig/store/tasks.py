@@ -240,12 +240,14 @@ def compare_and_set_stage(
     return res.rowcount == 1
 
 
-def succeeded_migrations(engine: Engine) -> list[TaskRecord]:
+def succeeded_migrations(engine: Engine, switched_since: datetime) -> list[TaskRecord]:
     with engine.connect() as c:
         rows = (
             c.execute(
                 select(tasks).where(
-                    tasks.c.kind == TaskKind.MIGRATION.value, tasks.c.status == TaskStatus.SUCCEEDED.value
+                    tasks.c.kind == TaskKind.MIGRATION.value,
+                    tasks.c.status == TaskStatus.SUCCEEDED.value,
+                    tasks.c.switch_time >= switched_since,
                 )
             )
             .mappings()
@@ -262,3 +264,17 @@ def running_among(engine: Engine, task_ids: list[int]) -> set[int]:
             select(tasks.c.id).where(tasks.c.id.in_(task_ids), tasks.c.status == TaskStatus.RUNNING.value)
         )
         return {int(i) for i in rows.scalars()}
+
+
+def running_migrations(engine: Engine) -> list[TaskRecord]:
+    with engine.connect() as c:
+        rows = (
+            c.execute(
+                select(tasks).where(
+                    tasks.c.kind == TaskKind.MIGRATION.value, tasks.c.status == TaskStatus.RUNNING.value
+                )
+            )
+            .mappings()
+            .all()
+        )
+    return [TaskRecord.from_row(r) for r in rows]
