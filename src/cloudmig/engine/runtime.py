@@ -117,7 +117,7 @@ class Engine:
         self._last_watch = time.monotonic()
         self._watcher = threading.Thread(
             target=self._guarded,
-            args=(lambda ctx: postswitch.check_all(ctx),),
+            args=(postswitch.check_all,),
             name="post-switch",
             daemon=True,
         )
@@ -191,12 +191,3 @@ class Engine:
             undo(tc)
         except Exception:
             log.exception("cleanup after failed task %s failed", tc.task.id)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
