@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alibabacloud_rds20140815 import models as rds
 
-from tests.support.flows import create_instance, create_migration, raw_items, wait_for, wait_running
+from tests.support.flows import raw_items, start_throttled_migration, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +28,8 @@ def _pg_basebackups() -> list[str]:
 
 def test_delete_instance_mid_copy(fresh_service, make_source) -> None:
     svc = fresh_service
-    svc.extra_env["CLOUDMIG_BASEBACKUP_MAX_RATE_KB"] = "512"
-    svc.start()
-    client = svc.tea()
     source = make_source(scale=1)
-    iid = create_instance(client)
-    wait_running(client, iid)
-    task_id = create_migration(client, iid, source).task_id
+    client, iid, _, task_id = start_throttled_migration(svc, source, rate_kb=512)
 
     def copying() -> bool:
         it = raw_items(svc, iid, task_id=task_id)[0]

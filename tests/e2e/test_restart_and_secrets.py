@@ -16,6 +16,7 @@ from tests.support.flows import (
     create_instance,
     create_migration,
     raw_items,
+    start_throttled_migration,
     wait_for,
     wait_running,
     wait_streaming,
@@ -66,13 +67,8 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
 def test_sigkill_during_basebackup_and_increment(fresh_service, make_source) -> None:
     svc = fresh_service
     # Throttle the copy so the kill lands in the middle of it.
-    svc.extra_env["CLOUDMIG_BASEBACKUP_MAX_RATE_KB"] = "2048"
-    svc.start()
-    client = svc.tea()
     source = make_source(scale=2)
-    instance_id = create_instance(client)
-    attr = wait_running(client, instance_id)
-    task_id = create_migration(client, instance_id, source).task_id
+    client, instance_id, attr, task_id = start_throttled_migration(svc, source, rate_kb=2048)
 
     def copying() -> bool:
         it = raw_items(svc, instance_id, task_id=task_id)[0]

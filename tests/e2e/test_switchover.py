@@ -18,6 +18,7 @@ from tests.support.flows import (
     instance_attribute,
     migration_item,
     raw_items,
+    start_throttled_migration,
     wait_for,
     wait_running,
     wait_streaming,
@@ -194,14 +195,8 @@ def test_refusals_and_forced_switch(service, make_source) -> None:
 
 
 def test_activate_before_increment_is_refused(fresh_service, make_source) -> None:
-    svc = fresh_service
-    svc.extra_env["CLOUDMIG_BASEBACKUP_MAX_RATE_KB"] = "1024"
-    svc.start()
-    client = svc.tea()
     source = make_source(scale=1)
-    instance_id = create_instance(client)
-    wait_running(client, instance_id)
-    task_id = create_migration(client, instance_id, source).task_id
+    client, instance_id, _, task_id = start_throttled_migration(fresh_service, source, rate_kb=1024)
     wait_for(
         lambda: migration_item(client, instance_id, task_id).migrate_stage == "basebackup",
         60,

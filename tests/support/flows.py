@@ -154,3 +154,14 @@ def raw_items(service: Any, instance_id: str, **filters: Any) -> list[dict[str, 
     if "task_id" in filters:
         req.set_TaskId(filters["task_id"])
     return list(service.core_call(req)["Items"])
+
+
+def start_throttled_migration(service: Any, source: Any, rate_kb: int) -> tuple[Any, str, Any, int]:
+    """Start `service` with a slow full copy, make an instance, and start a migration from `source`:
+    (client, instance id, instance attribute, task id). The copy is slow enough to act during it."""
+    service.extra_env["CLOUDMIG_BASEBACKUP_MAX_RATE_KB"] = str(rate_kb)
+    service.start()
+    client = service.tea()
+    instance_id = create_instance(client)
+    attr = wait_running(client, instance_id)
+    return client, instance_id, attr, create_migration(client, instance_id, source).task_id
