@@ -30,6 +30,7 @@ def ensure_running(tc: TaskContext) -> None:
 
 
 def step(tc: TaskContext) -> float | None:
+    started = time.monotonic()
     if not tc.passfile.exists():
         tc.write_passfile()  # e.g. the runtime dir was cleared by a reboot
     ensure_running(tc)
@@ -58,4 +59,5 @@ def step(tc: TaskContext) -> float | None:
             tc.event(SECTION_SYNC, "Replication link to the source is down; the standby keeps retrying")
     else:
         tc.refresh()
-    return tc.ctx.settings.observe_seconds
+    # A fixed rate: observations are `observe_seconds` apart however long one takes.
+    return max(tc.ctx.settings.observe_seconds - (time.monotonic() - started), 0.05)
