@@ -181,3 +181,29 @@ def _items(client: Any, instance_id: str, **f: Any) -> list[Any]:
     )
     assert isinstance(resp.body.items, list)
     return list(resp.body.items)
+
+
+def test_source_restart_during_increment(service, make_source) -> None:
+    """The engine keeps its observation connections open; a restarted source must not stop it."""
+    client = service.tea()
+    source = make_source(scale=1)
+    instance_id = create_instance(client)
+    attr = wait_running(client, instance_id)
+    task_id = create_migration(client, instance_id, source).task_id
+    wait_streaming(client, instance_id, task_id)
+    before = replication_info(migration_item(client, instance_id, task_id))["ReplayLsn"]
+
+    source.restart()
+    source.sql("CREATE TABLE after_restart AS SELECT g AS id FROM generate_series(1, 300) g")
+
+    def caught_up() -> bool:
+        it = migration_item(client, instance_id, task_id)
+        info = replication_info(it)
+        return (
+            it.replication_state == "streaming" and info["ReplayLsn"] != before and info["Synced"] == "true"
+        )
+
+    wait_for(caught_up, 90, what="streaming again after the source restarted")
+    assert _target_rows(attr, "SELECT count(*) FROM after_restart") == [(300,)]
+    # A restart is not a failure of the stage: the kept connections are simply opened again.
+    assert "failed, will retry" not in migration_item(client, instance_id, task_id).detail

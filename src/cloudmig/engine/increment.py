@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import psycopg
 
 from cloudmig.domain.detail import SECTION_SYNC
 from cloudmig.domain.enums import ReplicationState
-from cloudmig.engine.observe import next_state, observe, progress_fields
+from cloudmig.engine.observe import Observation, next_state, observe, progress_fields
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.pg.sql import connect_socket, connect_source
 
@@ -19,6 +18,24 @@ def _target_connection(tc: TaskContext) -> psycopg.Connection:
     # Before promotion the copy only knows the source's roles; the migration account is a
     # pg_monitor member and the instance's socket trusts local connections.
     return connect_socket(tc.ctx.provider.socket_dir(inst.id), inst.port, tc.task.source_account)
+
+
+def _source_connection(tc: TaskContext) -> psycopg.Connection | None:
+    src = tc.source_spec()
+    try:
+        return tc.connection(
+            "source",
+            lambda: connect_source(
+                src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
+            ),
+        )
+    except psycopg.OperationalError:
+        return None  # the standby's own receiver status tells whether the link is down
+
+
+def _observe(tc: TaskContext) -> Observation:
+    source = _source_connection(tc)
+    return observe(tc.connection("target", lambda: _target_connection(tc)), source)
 
 
 def ensure_running(tc: TaskContext) -> None:
@@ -34,19 +51,12 @@ def step(tc: TaskContext) -> float | None:
     if not tc.passfile.exists():
         tc.write_passfile()  # e.g. the runtime dir was cleared by a reboot
     ensure_running(tc)
-    src = tc.source_spec()
-    source_conn: psycopg.Connection | None = None
-    with contextlib.ExitStack() as stack:
-        try:
-            source_conn = stack.enter_context(
-                connect_source(
-                    src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-                )
-            )
-        except psycopg.OperationalError:
-            source_conn = None  # the standby's own receiver status tells whether the link is down
-        target = stack.enter_context(_target_connection(tc))
-        obs = observe(target, source_conn)
+    try:
+        obs = _observe(tc)
+    except psycopg.OperationalError:
+        # A restarted server breaks the connections kept from the last step: reconnect once.
+        tc.close_connections()
+        obs = _observe(tc)
     state = next_state(tc.task.replication_state, obs, tc.ctx.settings.streaming_lag_bytes)
     progress = dict(tc.task.progress)
     progress["Replication"] = progress_fields(obs, progress.get("Replication", {}), time.time())

@@ -181,6 +181,7 @@ class Engine:
                 if delay:
                     wakeups.sleep(task_id, delay, stop)
         finally:
+            tc.close_connections()
             wakeups.forget(task_id)
             task_store.release_lease(self.ctx.db, task_id, self.owner)
 

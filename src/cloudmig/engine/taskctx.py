@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from cloudmig.checks import SourceSpec, TargetSpec
 from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus
@@ -23,6 +27,22 @@ class TaskContext:
     ctx: ServiceContext
     task: TaskRecord
     stop: threading.Event = field(default_factory=threading.Event)
+    # Connections a stage keeps open between its steps (observation every few seconds would
+    # otherwise authenticate to the source each time); closed when the worker lets the task go.
+    connections: dict[str, psycopg.Connection] = field(default_factory=dict)
+
+    def connection(self, key: str, connect: Callable[[], psycopg.Connection]) -> psycopg.Connection:
+        conn = self.connections.get(key)
+        if conn is None or conn.closed or conn.broken:
+            conn = connect()
+            self.connections[key] = conn
+        return conn
+
+    def close_connections(self) -> None:
+        for conn in self.connections.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+        self.connections.clear()
 
     # ---- reading ---------------------------------------------------------------------------------
 
