@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, gt=0)
     observe_seconds: float = Field(default=2.0, gt=0)
     source_connect_timeout: int = Field(default=5, ge=1)
+    # Extensions a source may use (the assessment's Check extensions); unset means any extension the
+    # instances' PostgreSQL binaries provide. As an environment variable: a JSON list.
+    extension_allow_list: list[str] | None = None
     # Throttle for pg_basebackup in kB/s (0 = unthrottled), to spare a busy source's disks.
     basebackup_max_rate_kb: int = Field(default=0, ge=0)
     # Replay lag (bytes) under which a connected standby counts as caught up.

@@ -165,3 +165,19 @@ def test_migration_failing_precheck_leaves_both_sides_untouched(service, make_so
     # The instance is free again: after fixing the source, a new migration is accepted.
     source.sql("ALTER ROLE migratetest CREATEROLE")
     assert create_migration(client, iid, source).task_id != task_id
+
+
+def test_configured_extension_allow_list(fresh_service, make_source) -> None:
+    svc = fresh_service
+    svc.extra_env["CLOUDMIG_EXTENSION_ALLOW_LIST"] = '["plpgsql", "pg_stat_statements"]'
+    svc.start()
+    client = svc.tea()
+    iid = create_instance(client)
+    wait_running(client, iid)
+    source = make_source(scale=1)
+    source.sql("CREATE EXTENSION hstore")
+    item = _wait_report(client, iid, _precheck(client, iid, source.port).task_id)
+    assert (
+        "Check extensions supported: error(error:extension hstore in database postgres is not supported by rds)"
+        in item.detail
+    )

@@ -11,10 +11,12 @@ from cloudmig.store.records import InstanceRecord
 def target_spec(provider: LocalInstanceProvider, inst: InstanceRecord) -> TargetSpec:
     cls = classes.lookup(inst.instance_class)
     assert cls is not None
+    allowed = provider.settings.extension_allow_list
     return TargetSpec(
         major=inst.major,
         instance_class=cls,
         storage_gb=inst.storage_gb,
         free_bytes=lambda: provider.free_bytes(inst.id),
         connect_admin=lambda dbname: provider.connect_admin(inst.id, inst.port, dbname=dbname),
+        extension_allow_list=None if allowed is None else frozenset(allowed),
     )
