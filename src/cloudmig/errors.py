@@ -159,7 +159,3 @@ class ExternalFailure(CloudmigError):
 
 class StepFailed(Exception):
     """A migration step failed for a reason the operator must see in Detail; the task stops."""
-
-
-class StepRetry(Exception):
-    """A migration step could not finish now but may on a later tick (e.g. a source restart)."""

@@ -55,8 +55,6 @@ class CheckLevel(StrEnum):
 # The order a migration goes through; a task only ever moves forward.
 STAGE_ORDER: tuple[MigrateStage, ...] = tuple(MigrateStage)
 
-ACTIVE_TASK_STATUSES = frozenset({TaskStatus.RUNNING})
-
 
 def can_advance(current: MigrateStage, nxt: MigrateStage) -> bool:
     return STAGE_ORDER.index(nxt) == STAGE_ORDER.index(current) + 1

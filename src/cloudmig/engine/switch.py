@@ -15,7 +15,7 @@ import psycopg
 from cloudmig.domain import classes
 from cloudmig.domain.detail import SECTION_SWITCH
 from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus
-from cloudmig.domain.lsn import format_lsn, parse_lsn
+from cloudmig.domain.lsn import format_lsn
 from cloudmig.engine.cleanup import drop_source_slot
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.instances.osuser import pg_os_user
@@ -178,8 +178,3 @@ def finish(tc: TaskContext, evidence: dict[str, Any]) -> None:
         evidence=evidence,
     )
     instance_store.release_migration(tc.ctx.db, inst.id, tc.task.id, now)
-
-
-def lsn_of(evidence: dict[str, Any], key: str) -> int | None:
-    value = evidence.get(key)
-    return parse_lsn(value) if isinstance(value, str) and value else None

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from cloudmig.checks import SourceSpec, TargetSpec
-from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus
+from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus, can_advance
 from cloudmig.domain.ids import slot_name_for_task
 from cloudmig.engine.targets import target_spec
 from cloudmig.pg.basebackup import SourceEndpoint
@@ -109,6 +109,8 @@ class TaskContext:
         task_store.update_task_quietly(self.ctx.db, self.task.id, **values)
 
     def advance(self, stage: MigrateStage, replication_state: ReplicationState | None = None) -> None:
+        if not can_advance(self.task.stage, stage):
+            raise RuntimeError(f"a task cannot move from stage {self.task.stage.value} to {stage.value}")
         values: dict[str, Any] = {"stage": stage}
         if replication_state is not None:
             values["replication_state"] = replication_state

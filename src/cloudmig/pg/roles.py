@@ -10,6 +10,8 @@ import os
 import psycopg
 from psycopg import sql
 
+from cloudmig.pg import probes
+
 SCRAM_ITERATIONS = 4096
 
 
@@ -25,11 +27,6 @@ def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int 
         f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
         f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
     )
-
-
-def role_exists(conn: psycopg.Connection, name: str) -> bool:
-    row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-    return row is not None
 
 
 def create_login_role(
@@ -48,7 +45,7 @@ def create_login_role(
 
 def ensure_superuser(conn: psycopg.Connection, name: str) -> bool:
     """Create a NOLOGIN-less superuser without password (socket trust only); True if it was created."""
-    if role_exists(conn, name):
+    if probes.role_exists(conn, name):
         return False
     conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(name)))
     return True

@@ -12,7 +12,7 @@ from cloudmig.domain.enums import InstanceStatus, TaskKind, TaskStatus
 from cloudmig.domain.ids import new_instance_id
 from cloudmig.engine import wakeups
 from cloudmig.instances.ports import allocate_port
-from cloudmig.pg import roles
+from cloudmig.pg import probes, roles
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
 from cloudmig.services.context import ServiceContext
 from cloudmig.store import instances as instance_store
@@ -141,6 +141,6 @@ def create_account(
     if rec.status is not InstanceStatus.RUNNING or rec.migration_task_id is not None:
         raise errors.IncorrectInstanceState()
     with ctx.provider.connect_admin(rec.id, rec.port) as conn:
-        if roles.role_exists(conn, name):
+        if probes.role_exists(conn, name):
             raise errors.AccountAlreadyExists()
         roles.create_login_role(conn, name, password, superuser=superuser, comment=description)

@@ -79,21 +79,6 @@ def set_status(
         )
 
 
-def claim_for_migration(engine: Engine, instance_id: str, task_id: int, now: datetime) -> bool:
-    """Atomically mark a Running instance as the target of one task; False if another task holds it."""
-    with engine.begin() as c:
-        res = c.execute(
-            update(instances)
-            .where(
-                instances.c.id == instance_id,
-                instances.c.status == InstanceStatus.RUNNING.value,
-                instances.c.migration_task_id.is_(None),
-            )
-            .values(migration_task_id=task_id, modified_at=now)
-        )
-    return res.rowcount == 1
-
-
 def release_migration(engine: Engine, instance_id: str, task_id: int, now: datetime) -> None:
     with engine.begin() as c:
         c.execute(

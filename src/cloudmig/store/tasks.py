@@ -163,24 +163,6 @@ def events_for(engine: Engine, task_ids: list[int]) -> dict[int, list[Event]]:
     return out
 
 
-def active_migration_for_instance(engine: Engine, instance_id: str) -> TaskRecord | None:
-    with engine.connect() as c:
-        row = (
-            c.execute(
-                select(tasks)
-                .where(
-                    tasks.c.instance_id == instance_id,
-                    tasks.c.kind == TaskKind.MIGRATION.value,
-                    tasks.c.status == TaskStatus.RUNNING.value,
-                )
-                .order_by(tasks.c.id.desc())
-            )
-            .mappings()
-            .first()
-        )
-    return TaskRecord.from_row(row) if row else None
-
-
 class _InstanceTaken(Exception):
     """Raised inside a transaction to roll back a task insert whose instance is already claimed."""
 
