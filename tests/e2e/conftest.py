@@ -2,44 +2,35 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.flows import MIGRATION_PASSWORD
-from tests.support.pgcluster import SourceCluster
+from tests.support.pgcluster import SourceCluster, make_base_dir
 from tests.support.service import Service
 
 
 @pytest.fixture(scope="session")
 def e2e_base() -> Iterator[Path]:
     # The postgres OS user must traverse it (pytest's own tmp base is 0700 root).
-    base = Path(tempfile.mkdtemp(prefix="cloudmig-e2e-", dir="/tmp"))
-    os.chmod(base, 0o711)
+    base = make_base_dir("cloudmig-e2e-")
     yield base
     shutil.rmtree(base, ignore_errors=True)
 
 
-def _new_dir(base: Path, name: str) -> Path:
-    d = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
-    os.chmod(d, 0o711)
-    return d
-
-
 @pytest.fixture(scope="module")
 def service(e2e_base: Path) -> Iterator[Service]:
-    svc = Service(_new_dir(e2e_base, "svc")).start()
+    svc = Service(make_base_dir("svc-", parent=e2e_base)).start()
     yield svc
     svc.destroy()
 
 
 @pytest.fixture
 def fresh_service(e2e_base: Path) -> Iterator[Service]:
-    svc = Service(_new_dir(e2e_base, "svc"), extra_env={"CLOUDMIG_LEASE_SECONDS": "5"})
+    svc = Service(make_base_dir("svc-", parent=e2e_base), extra_env={"CLOUDMIG_LEASE_SECONDS": "5"})
     yield svc
     svc.destroy()
 
@@ -49,7 +40,7 @@ def make_source(e2e_base: Path) -> Iterator[Callable[..., SourceCluster]]:
     made: list[SourceCluster] = []
 
     def make(scale: int = 1, password: str = MIGRATION_PASSWORD, **settings: str) -> SourceCluster:
-        src = SourceCluster.create(_new_dir(e2e_base, "src"), settings=settings)
+        src = SourceCluster.create(make_base_dir("src-", parent=e2e_base), settings=settings)
         made.append(src)
         src.pgbench_init(scale=scale)
         src.create_migration_account("migratetest", password)

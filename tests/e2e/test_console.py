@@ -24,6 +24,7 @@ from tests.support.flows import (
     wait_for,
     wait_running,
 )
+from tests.support.pgcluster import make_base_dir
 from tests.support.service import Service
 
 pytestmark = pytest.mark.e2e
@@ -43,9 +44,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def console_service(e2e_base: Path) -> Iterator[Service]:
-    d = e2e_base / "console-svc"
-    d.mkdir()
-    os.chmod(d, 0o711)
+    d = make_base_dir("console-svc-", parent=e2e_base)
     # A throttled full copy (about 8 s for pgbench scale 1) so that the page sees it move.
     svc = Service(d, extra_env={"CLOUDMIG_BASEBACKUP_MAX_RATE_KB": "3072"}).start()
     yield svc

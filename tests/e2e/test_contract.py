@@ -13,9 +13,7 @@ the service's logs for the source password and the access key secret.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 import warnings
 import xml.etree.ElementTree as ET
@@ -32,7 +30,7 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException as CoreServer
 from aliyunsdkcore.request import CommonRequest
 
 from tests.support.flows import MIGRATION_PASSWORD, wait_for
-from tests.support.pgcluster import SourceCluster
+from tests.support.pgcluster import SourceCluster, make_base_dir
 from tests.support.sdk import (
     FLAVOURS,
     Core,
@@ -130,8 +128,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def source(e2e_base: Path) -> Iterator[SourceCluster]:
-    d = Path(tempfile.mkdtemp(prefix="src-", dir=e2e_base))
-    os.chmod(d, 0o711)
+    d = make_base_dir("src-", parent=e2e_base)
     src = SourceCluster.create(d)
     try:
         src.pgbench_init(scale=1)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.flows import create_instance, wait_for, wait_running
+from tests.support.pgcluster import make_base_dir
 from tests.support.sdk import Core, RawResponse, raw_request, store_snapshot, v1_query, v3_signed
 from tests.support.service import Service
 
@@ -164,8 +164,7 @@ class Fuzzed:
 
 @pytest.fixture(scope="module")
 def fuzzed(e2e_base: Path) -> Iterator[Fuzzed]:
-    d = Path(tempfile.mkdtemp(prefix="svc-", dir=e2e_base))
-    os.chmod(d, 0o711)
+    d = make_base_dir("svc-", parent=e2e_base)
     svc = Service(
         d,
         extra_env={"CLOUDMIG_THROTTLE_RATE_PER_SECOND": "100000", "CLOUDMIG_THROTTLE_BURST": "100000"},

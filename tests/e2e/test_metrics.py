@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from alibabacloud_rds20140815 import models as rds
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.flows import create_instance, create_migration, migration_item, wait_for, wait_running
+from tests.support.pgcluster import make_base_dir
 from tests.support.service import Service
 
 pytestmark = pytest.mark.e2e
@@ -22,9 +22,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def metrics_service(e2e_base: Path) -> Iterator[Service]:
-    d = e2e_base / "metrics-svc"
-    d.mkdir()
-    os.chmod(d, 0o711)
+    d = make_base_dir("metrics-svc-", parent=e2e_base)
     svc = Service(d, extra_env={"CLOUDMIG_BASEBACKUP_MAX_RATE_KB": "3072"}).start()
     yield svc
     svc.destroy()
@@ -160,9 +158,7 @@ def test_api_requests_are_counted_by_action_and_code(metrics_service: Service) -
 
 
 def test_metrics_and_console_can_be_turned_off(e2e_base: Path) -> None:
-    d = e2e_base / "metrics-off"
-    d.mkdir()
-    os.chmod(d, 0o711)
+    d = make_base_dir("metrics-off-", parent=e2e_base)
     svc = Service(
         d, extra_env={"CLOUDMIG_METRICS_ENABLED": "false", "CLOUDMIG_CONSOLE_ENABLED": "false"}
     ).start()

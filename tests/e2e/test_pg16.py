@@ -4,9 +4,6 @@ The binaries are found by major version (here the `pgserver` wheel's PostgreSQL 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,15 +18,14 @@ from tests.support.flows import (
     wait_running,
     wait_streaming,
 )
-from tests.support.pgcluster import SourceCluster, runnable_bin_dir
+from tests.support.pgcluster import SourceCluster, make_base_dir, runnable_bin_dir
 
 pytestmark = pytest.mark.e2e
 
 
 def test_postgresql_16_migration_and_switchover(service, e2e_base, make_source) -> None:
     runnable_bin_dir(16)
-    d = Path(tempfile.mkdtemp(prefix="src16-", dir=e2e_base))
-    os.chmod(d, 0o711)
+    d = make_base_dir("src16-", parent=e2e_base)
     source = SourceCluster.create(d, major=16)
     try:
         source.pgbench_init(scale=1)

@@ -7,8 +7,6 @@ generous enough that no other test meets it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from alibabacloud_rds20140815 import models as rds
 from alibabacloud_tea_openapi import exceptions as tea_exceptions
 from darabonba.policy.retry import RetryOptions
 
+from tests.support.pgcluster import make_base_dir
 from tests.support.sdk import FLAVOURS, RecordingProxy, Tea, flavour, store_snapshot
 from tests.support.service import Service
 
@@ -28,8 +27,7 @@ RATE, BURST = 2, 3
 
 @pytest.fixture(scope="module")
 def slow_service(e2e_base: Path) -> Iterator[Service]:
-    d = Path(tempfile.mkdtemp(prefix="svc-", dir=e2e_base))
-    os.chmod(d, 0o711)
+    d = make_base_dir("svc-", parent=e2e_base)
     svc = Service(
         d,
         extra_env={

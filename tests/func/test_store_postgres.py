@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from tests.support.pgcluster import SourceCluster
+from tests.support.pgcluster import SourceCluster, make_base_dir
 from tests.unit import test_store as store_checks
 
 from cloudmig.store.db import open_store
@@ -26,8 +24,7 @@ CHECKS: list[Callable[[Engine], None]] = [
 
 @pytest.fixture(scope="module")
 def store_server(pg_base_dir: Path) -> Iterator[SourceCluster]:
-    d = Path(tempfile.mkdtemp(prefix="store-", dir=pg_base_dir))
-    os.chmod(d, 0o711)
+    d = make_base_dir("store-", parent=pg_base_dir)
     cluster = SourceCluster.create(d)
     cluster.create_migration_account(
         "cloudmig_store", "store pw", replication=False, createrole=False, monitor=False

@@ -73,9 +73,10 @@ def os_user_for_tests() -> OsUser | None:
     return pg_os_user(Settings())
 
 
-def make_base_dir(prefix: str = "cloudmig-test-") -> Path:
-    """A fresh base directory in /tmp that the PostgreSQL OS user can traverse (0711)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+def make_base_dir(prefix: str = "cloudmig-test-", parent: Path | str = "/tmp") -> Path:
+    """A fresh directory under `parent` that the PostgreSQL OS user can traverse (0711; pytest's own
+    tmp_path lives under a 0700 directory)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     os.chmod(path, 0o711)
     return path
 
@@ -83,8 +84,7 @@ def make_base_dir(prefix: str = "cloudmig-test-") -> Path:
 def make_settings(base_dir: Path, **overrides: Any) -> Settings:
     """cloudmig Settings whose data and runtime dirs live in a fresh subdirectory of `base_dir`,
     with tiny instances (shared_buffers 16MB)."""
-    root = Path(tempfile.mkdtemp(prefix="c", dir=base_dir))
-    os.chmod(root, 0o711)
+    root = make_base_dir("c", parent=base_dir)
     values: dict[str, Any] = {
         "data_dir": root / "data",
         "runtime_dir": root / "run",
