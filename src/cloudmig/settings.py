@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -96,6 +96,21 @@ class Settings(BaseSettings):
     # The console's lag chart samples running migrations this often and keeps this many points each.
     console_sample_seconds: float = Field(default=2.0, gt=0)
     console_history_points: int = Field(default=900, ge=10)
+
+    # Full copy over a network (docs/operations.md, "Copy compression and bandwidth budgets"):
+    # server-side compression of the base backup (auto, none, lz4, zstd[:level]; PostgreSQL 15+),
+    # and a per-host budget in kB/s shared by all running copies (0 = none) with what it counts:
+    # "wire" (bytes on the network, compressed) or "source" (bytes read from the sources' disks).
+    copy_compression: str = "auto"
+    copy_budget_kb: int = Field(default=0, ge=0)
+    copy_budget_counts: Literal["wire", "source"] = "wire"
+
+    @field_validator("copy_compression")
+    @classmethod
+    def _valid_copy_compression(cls, value: str) -> str:
+        from cloudmig.domain.compression import parse_mode
+
+        return str(parse_mode(value))
 
     @property
     def sqlite_path(self) -> Path:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from cloudmig.domain.detail import SECTION_BACKUP
 from cloudmig.domain.enums import MigrateStage, ReplicationState
+from cloudmig.engine import copy_run
 from cloudmig.engine.taskctx import TaskContext
-from cloudmig.instances.osuser import pg_os_user
 from cloudmig.pg import probes
-from cloudmig.pg.basebackup import run_basebackup
 from cloudmig.pg.sql import connect_source
 
 # Progress is written at most this often; pg_basebackup reports many times a second.
@@ -26,6 +26,8 @@ class ProgressRecorder:
         self.last_write = 0.0
         self.done = 0
         self.total = 0
+        # Fields the copy adds (compression, bytes on the wire: engine/copy_run.py).
+        self.extra: Callable[[], dict[str, object]] = dict
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -45,6 +47,7 @@ class ProgressRecorder:
             "RateBytesPerSecond": round(rate),
             "EtaSeconds": None if eta is None else round(eta, 1),
             "ElapsedSeconds": round(elapsed, 1),
+            **self.extra(),
         }
 
     def flush(self, now: float, phase: str = "copy") -> None:
@@ -74,17 +77,8 @@ def step(tc: TaskContext) -> float | None:
     tc.write_passfile()
     target = provider.wipe_pgdata(inst.id, inst.major)
     recorder = ProgressRecorder(tc)
-    run_basebackup(
-        provider.bin_dir(inst.major),
-        target,
-        tc.source_endpoint(),
-        tc.slot_name,
-        passfile=tc.passfile,
-        user=pg_os_user(tc.ctx.settings),
-        on_progress=recorder,
-        should_stop=tc.stop.is_set,
-        max_rate_kb=tc.ctx.settings.basebackup_max_rate_kb,
-    )
+    # Compression, relay and budget (issue 13): engine/copy_run.py.
+    copy_run.run_copy(tc, target, recorder, rewipe=lambda: provider.wipe_pgdata(inst.id, inst.major))
     recorder.done = max(recorder.done, recorder.total)
     recorder.flush(time.monotonic(), phase="done")
     mb = recorder.total / (1024 * 1024)

@@ -13,6 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg.conninfo
+
+from cloudmig.domain.compression import CompressionMode
+from cloudmig.pg.compression import pg_basebackup_arg
 from cloudmig.pg.runner import OsUser, PgCommandError, spawn
 
 # "  23456/148000 kB (15%), 0/1 tablespace" (+ " (path)" with -v); a ">" before the percentage is tolerated.
@@ -42,15 +46,22 @@ def basebackup_argv(
     *,
     tablespace_mapping: Mapping[str, Path] | None = None,
     max_rate_kb: int = 0,
+    compression: CompressionMode | None = None,
+    relay_host: str | None = None,
 ) -> list[str]:
     """Plain-format copy into `target` with WAL streamed through the existing physical `slot`.
-    No -R (cloudmig writes the standby settings itself), no -C (the engine creates the slot)."""
+    No -R (cloudmig writes the standby settings itself), no -C (the engine creates the slot).
+    `compression`: server-side compression (PostgreSQL 15+ on both ends); `relay_host`: connect to
+    this address (pg/relay.py) instead, keeping the source's name for the passfile and TLS."""
+    if relay_host:
+        host = ["-d", psycopg.conninfo.make_conninfo(host=src.host, hostaddr=relay_host)]
+    else:
+        host = ["-h", src.host]
     argv = [
         os.fspath(bin_dir / "pg_basebackup"),
         "-D",
         os.fspath(target),
-        "-h",
-        src.host,
+        *host,
         "-p",
         str(int(src.port)),
         "-U",
@@ -66,8 +77,12 @@ def basebackup_argv(
         "-w",
     ]
     if max_rate_kb > 0:
-        # pg_basebackup's own throttle (kB/s; it accepts 32 kB/s to 1 GB/s) spares the source's disks.
+        # pg_basebackup's own throttle (kB/s; it accepts 32 kB/s to 1 GB/s). The server applies it
+        # after compression: it limits the bytes sent (the wire), and the source reads ratio x that.
         argv.append(f"--max-rate={min(max(max_rate_kb, 32), 1024 * 1024)}k")
+    compress = pg_basebackup_arg(compression) if compression is not None else None
+    if compress:
+        argv.append(compress)
     for old, new in sorted((tablespace_mapping or {}).items()):
         argv.append(f"--tablespace-mapping={_ts_escape(old)}={_ts_escape(os.fspath(new))}")
     return argv
@@ -109,13 +124,22 @@ def run_basebackup(
     should_stop: Callable[[], bool] = lambda: False,
     tablespace_mapping: Mapping[str, Path] | None = None,
     max_rate_kb: int = 0,
+    compression: CompressionMode | None = None,
+    relay_host: str | None = None,
 ) -> None:
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
     Raises PgCommandError (stderr tail included) on failure, BasebackupStopped when should_stop()
     turned true (the child is killed), and kills the child if on_progress raises."""
     argv = basebackup_argv(
-        bin_dir, target, src, slot, tablespace_mapping=tablespace_mapping, max_rate_kb=max_rate_kb
+        bin_dir,
+        target,
+        src,
+        slot,
+        tablespace_mapping=tablespace_mapping,
+        max_rate_kb=max_rate_kb,
+        compression=compression,
+        relay_host=relay_host,
     )
     env = {"PGPASSFILE": os.fspath(passfile), "PGAPPNAME": APPLICATION_NAME, "PGCONNECT_TIMEOUT": "10"}
     proc = spawn(argv, user=user, env=env)

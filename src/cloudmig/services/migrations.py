@@ -33,6 +33,7 @@ class SourceRequest:
     source_password: str = field(repr=False)
     source_category: str
     task_name: str | None = None
+    copy_compression: str | None = None  # CopyCompression (validated); None: the setting's
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def _task_values(ctx: ServiceContext, req: SourceRequest, kind: TaskKind, name: 
         "status": TaskStatus.RUNNING,
         "created_at": now,
         "modified_at": now,
+        "request": {"CopyCompression": req.copy_compression} if req.copy_compression else {},
     }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from cloudmig import errors
 from cloudmig.api.actions.registry import Params, action
+from cloudmig.domain.compression import InvalidCompressionMode, parse_mode
 from cloudmig.domain.detail import render_detail
 from cloudmig.domain.enums import TaskKind
 from cloudmig.domain.ids import INSTANCE_ID_RE
@@ -110,9 +112,21 @@ def _page_body(page: TaskPage, number: int, size: int, item: Any) -> dict[str, A
     }
 
 
+def _copy_compression(p: Params) -> str | None:
+    """Extension parameter CopyCompression: auto, none, lz4, zstd or zstd:LEVEL (issue 13)."""
+    value = p.optional_str("CopyCompression", max_len=32)
+    if value is None:
+        return None
+    try:
+        return str(parse_mode(value))
+    except InvalidCompressionMode as exc:
+        raise errors.InvalidParameter("CopyCompression", str(exc)) from None
+
+
 @action("CreateCloudMigrationTask")
 def create_cloud_migration_task(ctx: ServiceContext, p: Params) -> dict[str, Any]:
-    t = svc.create_migration_task(ctx, _source_request(p))
+    compression = _copy_compression(p)
+    t = svc.create_migration_task(ctx, replace(_source_request(p), copy_compression=compression))
     return {"DBInstanceName": t.instance_id, "TaskId": t.id, "TaskName": t.name}
 
 

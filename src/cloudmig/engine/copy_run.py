@@ -1,0 +1,244 @@
+"""The full copy over a network: measure the link, decide the compression (engine/copy_plan.py), run
+pg_basebackup through a counting, paced relay when the copy is compressed or budgeted, record the
+bytes on the wire beside the bytes on disk, and revise an automatic choice once after the first
+seconds of the copy.
+
+Called by the basebackup stage (engine/basebackup.py) in place of a bare run_basebackup.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+
+from cloudmig.domain.compression import CompressionMode, InvalidCompressionMode, parse_mode
+from cloudmig.domain.detail import SECTION_BACKUP
+from cloudmig.engine import bandwidth, copy_plan
+from cloudmig.engine.copy_plan import CopyPlan, Window
+from cloudmig.engine.taskctx import TaskContext
+from cloudmig.instances.osuser import pg_os_user
+from cloudmig.pg import probes
+from cloudmig.pg.basebackup import run_basebackup
+from cloudmig.pg.compression import ServerSupport, client_algorithms, server_support
+from cloudmig.pg.linkprobe import measure_link
+from cloudmig.pg.relay import CopyRelay, RelayUnavailable
+from cloudmig.pg.sql import connect_source
+
+REQUEST_KEY = "CopyCompression"  # in the task's request JSON (CreateCloudMigrationTask parameter)
+
+
+class Recorder(Protocol):
+    """The stage's progress recorder (engine/basebackup.py ProgressRecorder)."""
+
+    started: float
+    done: int
+    total: int
+    extra: Callable[[], dict[str, object]]
+
+    def __call__(self, done: int, total: int) -> None: ...
+
+
+class _Revised(Exception):
+    def __init__(self, plan: CopyPlan) -> None:
+        super().__init__(plan.reason)
+        self.plan = plan
+
+
+_active_lock = threading.Lock()
+_active_copies = 0
+
+
+@contextmanager
+def _active() -> Iterator[None]:
+    global _active_copies
+    with _active_lock:
+        _active_copies += 1
+    try:
+        yield
+    finally:
+        with _active_lock:
+            _active_copies -= 1
+
+
+def requested_mode(tc: TaskContext) -> CompressionMode:
+    """The task's CopyCompression, else the setting's (both validated when they were given)."""
+    value = tc.task.request.get(REQUEST_KEY) or tc.ctx.settings.copy_compression
+    try:
+        return parse_mode(str(value))
+    except InvalidCompressionMode:
+        return parse_mode(tc.ctx.settings.copy_compression)
+
+
+def _measure(
+    tc: TaskContext, requested: CompressionMode, client: frozenset[str]
+) -> tuple[ServerSupport, float | None]:
+    src = tc.source_spec()
+    with connect_source(
+        src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
+    ) as conn:
+        server = server_support(conn)
+        if not (requested.auto and server.server_compression and server.algorithms & client):
+            return server, None
+        try:
+            return server, measure_link(conn).bytes_per_second
+        except psycopg.Error as exc:
+            tc.event(SECTION_BACKUP, f"Could not measure the link to the source: {str(exc).strip()[:200]}")
+            return server, None
+
+
+def _caps(tc: TaskContext, bucket: bandwidth.TokenBucket | None) -> dict[str, float]:
+    caps: dict[str, float] = {}
+    if tc.ctx.settings.basebackup_max_rate_kb > 0:
+        caps["per-task max rate"] = tc.ctx.settings.basebackup_max_rate_kb * 1024.0
+    if bucket is not None and tc.ctx.settings.copy_budget_counts == "wire":
+        with _active_lock:
+            running = max(_active_copies, 1)
+        caps["host budget share"] = bucket.rate / running
+    return caps
+
+
+def plan_copy(tc: TaskContext, bin_dir: Path, bucket: bandwidth.TokenBucket | None) -> CopyPlan:
+    requested = requested_mode(tc)
+    client = client_algorithms(bin_dir)
+    server, link = _measure(tc, requested, client)
+    return copy_plan.decide(requested, server, client, link, _caps(tc, bucket))
+
+
+def run_copy(tc: TaskContext, target: Path, recorder: Recorder, *, rewipe: Callable[[], Path]) -> None:
+    """The copy into the empty `target`; `rewipe` empties it again when the copy restarts."""
+    inst = tc.instance()
+    bin_dir = tc.ctx.provider.bin_dir(inst.major)
+    bucket = bandwidth.host_bucket(tc.ctx.settings.copy_budget_kb)
+    with _active():
+        plan = plan_copy(tc, bin_dir, bucket)
+        tc.event(SECTION_BACKUP, plan.detail())
+        try:
+            _run_once(tc, target, recorder, plan, bin_dir, bucket, may_revise=True)
+        except _Revised as revised:
+            tc.event(SECTION_BACKUP, revised.plan.detail())
+            _end_earlier_stream(tc)
+            target = rewipe()
+            recorder.started, recorder.done, recorder.total = time.monotonic(), 0, 0
+            _run_once(tc, target, recorder, revised.plan, bin_dir, bucket, may_revise=False)
+
+
+def _end_earlier_stream(tc: TaskContext) -> None:
+    # The killed copy's WAL streamer may still hold the slot on the source for a moment.
+    src = tc.source_spec()
+    with connect_source(
+        src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
+    ) as conn:
+        deadline = time.monotonic() + 10
+        while probes.terminate_slot_holder(conn, tc.slot_name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _run_once(
+    tc: TaskContext,
+    target: Path,
+    recorder: Recorder,
+    plan: CopyPlan,
+    bin_dir: Path,
+    bucket: bandwidth.TokenBucket | None,
+    *,
+    may_revise: bool,
+) -> None:
+    settings = tc.ctx.settings
+    pacer = bandwidth.CopyPacer(bucket, settings.copy_budget_counts) if bucket is not None else None
+    relay: CopyRelay | None = None
+    if plan.mode.compressed or pacer is not None:
+        src = tc.source_endpoint()
+        # With a budget, a small receive buffer keeps the burst before flow control bites short.
+        rcvbuf = max(int(bucket.rate * 0.25), 256 * 1024) if bucket is not None else None
+        try:
+            relay = CopyRelay(src.host, src.port, pacer=pacer, receive_buffer=rcvbuf).start()
+        except RelayUnavailable as exc:
+            tc.event(SECTION_BACKUP, f"Bytes on the wire are not measured and no budget applies: {exc}")
+    meter = _Meter(plan, relay, settings.copy_budget_kb, settings.copy_budget_counts)
+    recorder.extra = lambda: meter.fields(recorder.done)
+
+    def on_progress(done: int, total: int) -> None:
+        recorder(done, total)
+        if pacer is not None:
+            pacer.ratio = meter.ratio(done)
+        if may_revise and not meter.checked and meter.first_report is not None and relay is not None:
+            window = Window(time.monotonic() - meter.first_report, done, meter.data_wire(), total)
+            if copy_plan.window_complete(window):
+                meter.checked = True
+                revised = copy_plan.revise(plan, window)
+                if revised is not None:
+                    raise _Revised(revised)
+        if meter.first_report is None:
+            meter.first_report = time.monotonic()
+
+    try:
+        run_basebackup(
+            bin_dir,
+            target,
+            tc.source_endpoint(),
+            tc.slot_name,
+            passfile=tc.passfile,
+            user=pg_os_user(settings),
+            on_progress=on_progress,
+            should_stop=tc.stop.is_set,
+            max_rate_kb=settings.basebackup_max_rate_kb,
+            compression=plan.mode,
+            relay_host=relay.listen_host if relay is not None else None,
+        )
+    finally:
+        meter.finish()
+        if relay is not None:
+            relay.close()
+
+
+class _Meter:
+    """The copy's compression and wire fields for Progress.BaseBackup."""
+
+    def __init__(self, plan: CopyPlan, relay: CopyRelay | None, budget_kb: int, counts: str) -> None:
+        self.plan = plan
+        self.relay = relay
+        self.budget_kb = budget_kb
+        self.counts = counts
+        self.started = time.monotonic()
+        self.first_report: float | None = None
+        self.checked = False
+        self.ended: float | None = None
+
+    def data_wire(self) -> int:
+        """Wire bytes of the base backup's own connection (the first; the WAL stream comes later)."""
+        if self.relay is None:
+            return 0
+        per = self.relay.connection_bytes()
+        return per[0] if per else 0
+
+    def ratio(self, done: int) -> float:
+        wire = self.data_wire()
+        return done / wire if wire > 0 and done > 0 else 1.0
+
+    def finish(self) -> None:
+        self.ended = time.monotonic()
+
+    def fields(self, done: int) -> dict[str, object]:
+        out: dict[str, Any] = {
+            "Compression": str(self.plan.mode),
+            "CompressionRequested": str(self.plan.requested),
+            "CompressionReason": self.plan.reason,
+        }
+        if self.plan.link_bytes_per_second:
+            out["LinkBytesPerSecond"] = round(self.plan.link_bytes_per_second)
+        if self.relay is not None:
+            wire = self.relay.wire_bytes
+            elapsed = max((self.ended or time.monotonic()) - self.started, 1e-6)
+            out["WireBytes"] = wire
+            out["WireRateBytesPerSecond"] = round(wire / elapsed)
+            out["CompressionRatio"] = round(self.ratio(done), 2)
+        if self.budget_kb > 0:
+            out["BudgetKBPerSecond"] = self.budget_kb
+            out["BudgetCounts"] = self.counts
+        return out

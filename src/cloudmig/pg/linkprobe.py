@@ -1,0 +1,59 @@
+"""How fast the link from the source to cloudmig carries data, measured before a copy.
+
+The source sends a stream it generates in memory (`COPY (SELECT repeat(...)) TO STDOUT`): no disk is
+read, no checkpoint is asked for, any role may run it, and the statement ends by itself (no cancel,
+so nothing lands in the source's log). A first small round warms the connection up (TCP slow start)
+and sizes the second, which is timed from its first byte to its last.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+_ROW_BYTES = 64 * 1024  # one COPY message per row: the resolution of the timing
+_WARMUP_BYTES = 2 * 1024 * 1024
+_TARGET_SECONDS = 0.4
+_MIN_BYTES, _MAX_BYTES = 2 * 1024 * 1024, 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LinkMeasurement:
+    bytes: int
+    seconds: float
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.bytes / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _round(conn: psycopg.Connection[Any], nbytes: int) -> tuple[int, float, float]:
+    """(bytes after the first row, seconds from the first row to the end, seconds in all)."""
+    t0 = time.monotonic()
+    first_at: float | None = None
+    after_first = 0
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY (SELECT repeat('x', %s) FROM generate_series(1, %s)) TO STDOUT",
+            (_ROW_BYTES - 1, max(nbytes // _ROW_BYTES, 2)),
+        ) as copy,
+    ):
+        for block in copy:
+            if first_at is None:
+                first_at = time.monotonic()
+            else:
+                after_first += len(block)
+    end = time.monotonic()
+    return after_first, end - (first_at or end), end - t0
+
+
+def measure_link(conn: psycopg.Connection[Any]) -> LinkMeasurement:
+    """Throughput source → here, in bytes per second of TCP payload (about 0.5 s on any link)."""
+    n, seconds, _ = _round(conn, _WARMUP_BYTES)
+    rough = n / seconds if seconds > 0 and n > 0 else _MAX_BYTES / _TARGET_SECONDS
+    n, seconds, _ = _round(conn, int(min(max(rough * _TARGET_SECONDS, _MIN_BYTES), _MAX_BYTES)))
+    return LinkMeasurement(n, max(seconds, 1e-6))

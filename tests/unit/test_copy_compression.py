@@ -1,0 +1,134 @@
+"""CopyCompression parsing, the compression decision and the budget's token bucket (issue 13)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloudmig.domain.compression import CompressionMode, InvalidCompressionMode, parse_mode
+from cloudmig.engine import copy_plan
+from cloudmig.engine.bandwidth import CopyPacer, TokenBucket
+from cloudmig.pg.basebackup import SourceEndpoint, basebackup_argv
+from cloudmig.pg.compression import ServerSupport, pg_basebackup_arg
+
+BOTH = frozenset({"lz4", "zstd"})
+PG15 = ServerSupport(150004, BOTH)
+MB = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ("auto", "auto"),
+        ("NONE", "none"),
+        ("lz4", "lz4"),
+        ("zstd", "zstd:1"),
+        ("zstd:9", "zstd:9"),
+        ("zstd:level=22", "zstd:22"),
+        (" Zstd:3 ", "zstd:3"),
+    ],
+)
+def test_modes(text: str, mode: str) -> None:
+    assert str(parse_mode(text)) == mode
+
+
+@pytest.mark.parametrize(
+    "text", ["", "gzip", "zstd:0", "zstd:23", "lz4:1", "none:1", "zstd:-1", "zstd:3,workers=2"]
+)
+def test_bad_modes(text: str) -> None:
+    with pytest.raises(InvalidCompressionMode):
+        parse_mode(text)
+
+
+def test_pg_basebackup_argument() -> None:
+    assert pg_basebackup_arg(parse_mode("lz4")) == "--compress=server-lz4"
+    assert pg_basebackup_arg(parse_mode("zstd:4")) == "--compress=server-zstd:level=4"
+    assert pg_basebackup_arg(parse_mode("none")) is None
+
+
+def test_argv_through_a_relay_keeps_the_source_name() -> None:
+    from pathlib import Path
+
+    argv = basebackup_argv(
+        Path("/b"),
+        Path("/t"),
+        SourceEndpoint("db.example", 5432, "u"),
+        "slot",
+        compression=parse_mode("zstd:2"),
+        relay_host="127.70.1.2",
+    )
+    assert argv[argv.index("-d") + 1] == "host=db.example hostaddr=127.70.1.2"
+    assert "-h" not in argv and "--compress=server-zstd:level=2" in argv
+
+
+@pytest.mark.parametrize(
+    ("link", "mode"),
+    [(500 * MB, "none"), (200 * MB, "none"), (120 * MB, "lz4"), (12 * MB, "zstd:1"), (2 * MB, "zstd:3")],
+)
+def test_auto_by_link(link: float, mode: str) -> None:
+    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, link)
+    assert str(plan.mode) == mode
+    assert plan.reason.startswith("measured link")
+
+
+def test_a_budget_share_caps_the_link() -> None:
+    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 500 * MB, {"host budget share": 10 * MB})
+    assert str(plan.mode) == "zstd:1"
+    assert plan.reason.startswith("host budget share 10.0 MB/s")
+
+
+def test_forced_modes_and_fallbacks() -> None:
+    assert str(copy_plan.decide(parse_mode("lz4"), PG15, BOTH, None).mode) == "lz4"
+    old = copy_plan.decide(parse_mode("zstd"), ServerSupport(140010, frozenset()), BOTH, None)
+    assert (str(old.mode), old.fallback) == (
+        "none",
+        "the source runs PostgreSQL 14; server-side compression needs 15 or later",
+    )
+    bare = copy_plan.decide(parse_mode("zstd:5"), ServerSupport(160002, frozenset()), frozenset(), None)
+    assert "built without zstd; copying uncompressed" in bare.detail()
+    client = copy_plan.decide(parse_mode("lz4"), PG15, frozenset({"zstd"}), None)
+    assert client.fallback == "cloudmig's pg_basebackup was built without lz4"
+    auto_bare = copy_plan.decide(parse_mode("auto"), ServerSupport(160002, frozenset()), BOTH, 5 * MB)
+    assert str(auto_bare.mode) == "none" and auto_bare.fallback
+
+
+def test_auto_uses_the_other_algorithm_when_one_is_missing() -> None:
+    plan = copy_plan.decide(parse_mode("auto"), ServerSupport(150004, frozenset({"lz4"})), BOTH, 12 * MB)
+    assert str(plan.mode) == "lz4" and "built without zstd" in plan.reason
+
+
+def test_revise_restarts_uncompressed_only_when_clearly_better() -> None:
+    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 100 * MB)
+    # Incompressible data through a compressor slower than the link: restart uncompressed.
+    slow = copy_plan.Window(seconds=3, uncompressed=90 * MB, wire=88 * MB, total=2000 * MB)
+    revised = copy_plan.revise(plan, slow)
+    assert revised is not None and str(revised.mode) == "none" and "restarting uncompressed" in revised.reason
+    # Compressing well and keeping up with the link: keep going.
+    assert copy_plan.revise(plan, copy_plan.Window(3, 270 * MB, 100 * MB, 2000 * MB)) is None
+    # Nearly done: a restart costs more than it saves.
+    assert copy_plan.revise(plan, copy_plan.Window(3, 90 * MB, 88 * MB, 100 * MB)) is None
+    # A forced mode is never revised.
+    forced = copy_plan.decide(parse_mode("lz4"), PG15, BOTH, 100 * MB)
+    assert copy_plan.revise(forced, slow) is None
+
+
+def test_token_bucket_hands_out_the_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(1000.0, clock=lambda: now[0])
+    waits = [bucket.reserve(100) for _ in range(20)]  # 2000 bytes at 1000 B/s: the last waits ~2 s
+    assert waits[0] == pytest.approx(0.1 - 0.02, abs=1e-6)  # each chunk waits for its own time
+    assert waits[-1] == pytest.approx(2.0 - 0.02, abs=1e-6)
+    now[0] = 10.0  # idle time is not saved up as a burst (only 20 ms of slack)
+    assert bucket.reserve(100) == pytest.approx(0.1 - 0.04, abs=1e-6)
+
+
+def test_source_counting_charges_the_ratio() -> None:
+    now = [0.0]
+    bucket = TokenBucket(1000.0, clock=lambda: now[0])
+    pacer = CopyPacer(bucket, "source")
+    pacer.ratio = 3.0
+    bucket_wait = bucket.reserve
+    charged: list[float] = []
+    bucket.reserve = lambda n: charged.append(n) or bucket_wait(n)  # type: ignore[method-assign]
+    pacer.wait(10)
+    assert charged == [30.0]
+    assert CompressionMode("zstd", 2).compressed
