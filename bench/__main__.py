@@ -33,7 +33,7 @@ from bench.common import (
 )
 from bench.report import MODULES, render_run, update_doc
 
-ORDER = ("copy", "catchup", "switchover", "control", "concurrency")
+ORDER = ("copy", "catchup", "switchover", "control", "concurrency", "wan")
 SWITCHOVER_ACTION = REPO / "src" / "cloudmig" / "api" / "actions" / "switchover.py"
 DOC = REPO / "docs" / "benchmarks.md"
 DOC_PLOTS = REPO / "docs" / "bench"

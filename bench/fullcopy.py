@@ -214,9 +214,12 @@ class RawStandby:
         run_pg(argv, user=self.ws.user, env={"PGPASSFILE": str(self.passfile)}, timeout=timeout)
 
     def start(self) -> None:
-        # The copy carries the source's port and socket directory: point it at its own.
+        # The copy carries the source's port, socket directory and listen address (a namespace's
+        # in bench/wan.py): point it at its own.
         with open(self.pgdata / "postgresql.auto.conf", "a") as f:
-            f.write(f"port = {self.port}\nunix_socket_directories = '{self.sock}'\n")
+            f.write(
+                f"port = {self.port}\nunix_socket_directories = '{self.sock}'\nlisten_addresses = '127.0.0.1'\n"
+            )
         ctl.start(bin_dir(), self.pgdata, user=self.ws.user, logfile=self.home / "postgres.log")
 
     def connect(self) -> Any:

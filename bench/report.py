@@ -19,6 +19,7 @@ MODULES = {
     "switchover": "bench.switchover",
     "control": "bench.control_plane",
     "concurrency": "bench.concurrency",
+    "wan": "bench.wan",
 }
 PLOTS = {
     "copy": ("copy-bytes.png", "Bytes on the target's disk over time"),

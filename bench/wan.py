@@ -1,0 +1,408 @@
+"""Full copy over a constrained link (issue 13): a source in a network namespace of its own behind a
+veth pair with a `tc tbf` rate limit (100 Mbit/s, 1 Gbit/s), and a source on loopback; two data sets
+(pgbench, and a deterministic mixed set that compresses about 2.5x with zstd); methods alternating in
+each repetition:
+
+- raw `pg_basebackup -X stream` (no compression: what CloudNativePG or a DBA by hand runs), then
+  the standby started until it streams (bench/fullcopy.py's RawStandby);
+- cloudmig with CopyCompression auto, and with each fixed mode (none, lz4, zstd:1), from the
+  CreateCloudMigrationTask call until Describe shows increment/streaming.
+
+A light write load (pgbench -R) runs on the source during every copy, so WAL is generated during the
+copy; it is streamed uncompressed, and the catch-up after the copy (copy done → streaming) is
+reported beside the totals. The namespaces, links and clusters are created and removed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from aliyunsdkrds.request.v20140815.CreateCloudMigrationTaskRequest import CreateCloudMigrationTaskRequest
+from tests.support.netlink import NetnsUnavailable, RateLimitedLink, start_source_in
+from tests.support.pgcluster import SourceCluster
+from tests.support.service import Service
+
+from bench.common import (
+    MIGRATION_ACCOUNT,
+    MIGRATION_PASSWORD,
+    MachineLoad,
+    Mode,
+    Result,
+    Workspace,
+    bin_dir,
+    delete_instance,
+    describe_raw,
+    fmt_s,
+    goal,
+    log,
+    new_instance,
+    progress_of,
+    summarize,
+)
+from bench.fullcopy import RawStandby, drop_inactive_slots
+
+NAME = "wan"
+TITLE = "Full copy over a constrained link"
+FIXED = ("none", "lz4", "zstd:1")
+POLL_SECONDS = 0.2
+LOAD_TPS = 100  # the application's writes during the copy
+TIMEOUT = 900
+
+MIXED_SQL = """
+CREATE TABLE mixed (id bigint PRIMARY KEY, created timestamptz, qty int, price numeric(10,2),
+                    code text, note text);
+INSERT INTO mixed SELECT i, timestamptz '2024-01-01' + i * interval '7 seconds', hashint4(i) & 1023,
+       ((hashint4(i + 1) & 65535) / 100.0)::numeric(10,2),
+       'SKU-' || lpad((hashint4(i + 2) & 65535)::text, 6, '0'),
+       md5(i::text) || ' ' || (ARRAY['pending','shipped','delivered','returned'])[1 + (hashint4(i + 3) & 3)]
+FROM generate_series(1, {rows}) i;
+CREATE INDEX ON mixed (created);
+"""
+MIXED_LOAD = "\\set id random(1, {rows})\nUPDATE mixed SET qty = qty + 1 WHERE id = :id;\n"
+
+
+@dataclass(frozen=True)
+class Plan:
+    links: tuple[tuple[str, float | None], ...]  # (label, Mbit/s; None = loopback)
+    datasets: tuple[tuple[str, int], ...]  # ("pgbench", scale) or ("mixed", rows)
+    methods: tuple[str, ...]
+    repeats: int
+
+
+def plan_for(mode: Mode) -> Plan:
+    if mode.quick:
+        return Plan((("100 Mbit/s", 100.0),), (("mixed", 100_000),), ("raw", "auto"), 1)
+    return Plan(
+        (("100 Mbit/s", 100.0), ("1 Gbit/s", 1000.0), ("loopback", None)),
+        (("pgbench", 10), ("mixed", 1_000_000)),
+        ("raw", "auto", *FIXED),
+        3,
+    )
+
+
+# ---- sources and load ----------------------------------------------------------------------------
+
+
+def fill(src: SourceCluster, dataset: tuple[str, int]) -> None:
+    kind, size = dataset
+    if kind == "pgbench":
+        src.pgbench_init(scale=size)
+    else:
+        src.sql(MIXED_SQL.format(rows=size))
+    src.sql("CHECKPOINT")
+    src.create_migration_account(MIGRATION_ACCOUNT, MIGRATION_PASSWORD)
+
+
+@contextlib.contextmanager
+def write_load(ws: Workspace, src: SourceCluster, dataset: tuple[str, int]) -> Iterator[None]:
+    """pgbench -R LOAD_TPS on the source (over its Unix socket) while the block runs."""
+    kind, size = dataset
+    argv = [str(bin_dir() / "pgbench"), "-n", "-c", "1", "-R", str(LOAD_TPS), "-T", "3600"]
+    if kind == "pgbench":
+        argv += ["-b", "simple-update"]
+    else:
+        script = src.root / "load.sql"
+        script.write_text(MIXED_LOAD.format(rows=size))
+        os.chmod(script, 0o644)
+        argv += ["-f", str(script)]
+    argv += ["-h", str(src.socket_dir), "-p", str(src.port), "-U", src.superuser, "postgres"]
+    if ws.user is not None:
+        argv = ["setpriv", f"--reuid={ws.user.uid}", f"--regid={ws.user.gid}", "--clear-groups", *argv]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd="/tmp"
+    )
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+# ---- the methods ---------------------------------------------------------------------------------
+
+
+def run_raw(ws: Workspace, src: SourceCluster, tag: str, rx: Any) -> dict[str, Any]:
+    raw = RawStandby(ws, src, f"bench_wan_{tag}")
+    rx0 = rx()
+    t0 = time.monotonic()
+    try:
+        raw.copy(TIMEOUT)
+        copied = time.monotonic() - t0
+        rx1 = rx()
+        raw.start()
+        raw.wait_streaming(t0, TIMEOUT)
+        total = time.monotonic() - t0
+    finally:
+        raw.destroy()
+    return {
+        "seconds": total,
+        "copy_seconds": copied,
+        "catchup_seconds": total - copied,
+        "wire_bytes": None if rx0 is None else rx1 - rx0,
+    }
+
+
+def run_cloudmig(
+    svc: Service, client: Any, src: SourceCluster, host: str, compression: str, rx: Any
+) -> dict[str, Any]:
+    instance_id = new_instance(svc, client).dbinstance_id
+    req = CreateCloudMigrationTaskRequest()
+    for name, value in (
+        ("DBInstanceName", instance_id),
+        ("SourceIpAddress", host),
+        ("SourcePort", src.port),
+        ("SourceAccount", MIGRATION_ACCOUNT),
+        ("SourcePassword", MIGRATION_PASSWORD),
+        ("SourceCategory", "ecsOnVpc"),
+        ("CopyCompression", compression),
+    ):
+        req.add_query_param(name, value)
+    rx0 = rx()
+    t0 = time.monotonic()
+    copy_done: float | None = None
+    try:
+        task_id = int(svc.core_call(req)["TaskId"])
+        while True:
+            item = describe_raw(svc, instance_id, task_id)
+            t = time.monotonic() - t0
+            if item.get("Status") == "failed":
+                raise RuntimeError(
+                    f"migration failed: {item.get('Reason')}\n{item.get('Detail', '')[-2000:]}"
+                )
+            stage, state = item["MigrateStage"], item["ReplicationState"]
+            if copy_done is None and stage in ("startup", "increment"):
+                copy_done = t
+            if (stage, state) == ("increment", "streaming"):
+                break
+            if t > TIMEOUT:
+                raise RuntimeError(f"no streaming after {TIMEOUT} s")
+            time.sleep(POLL_SECONDS)
+        rx1 = rx()
+    finally:
+        delete_instance(client, instance_id)
+        drop_inactive_slots(src)
+    bb = progress_of(item).get("BaseBackup") or {}
+    copy_done = copy_done if copy_done is not None else t
+    return {
+        "seconds": t,
+        "copy_seconds": copy_done,
+        "catchup_seconds": t - copy_done,
+        "wire_bytes": None if rx0 is None else rx1 - rx0,
+        "chosen": bb.get("Compression"),
+        "reason": bb.get("CompressionReason"),
+        "link_bytes_per_second": bb.get("LinkBytesPerSecond"),
+        "ratio": bb.get("CompressionRatio"),
+        "bytes_done": bb.get("BytesDone"),
+        "basebackup_seconds": bb.get("ElapsedSeconds"),
+    }
+
+
+# ---- one link and data set -----------------------------------------------------------------------
+
+
+def _measure_case(
+    ws: Workspace,
+    svc: Service,
+    client: Any,
+    plan: Plan,
+    src: SourceCluster,
+    host: str,
+    dataset: tuple[str, int],
+    rx: Any,
+    case: str,
+) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in plan.methods}
+    for rep in range(plan.repeats):
+        k = rep % len(plan.methods)
+        order = plan.methods[k:] + plan.methods[:k]
+        for m in order:
+            with write_load(ws, src, dataset):
+                if m == "raw":
+                    r = run_raw(ws, src, f"{rep}_{int(time.time())}", rx)
+                else:
+                    r = run_cloudmig(svc, client, src, host, m, rx)
+            runs[m].append(r)
+            chosen = f" -> {r['chosen']}" if m == "auto" else ""
+            log(
+                f"  {case} rep {rep + 1}: {m}{chosen} {r['seconds']:.2f} s (catch-up {r['catchup_seconds']:.2f} s)"
+            )
+    return runs
+
+
+def run(mode: Mode) -> Result:
+    plan = plan_for(mode)
+    res = Result(
+        NAME,
+        TITLE,
+        params={
+            "links": [label for label, _ in plan.links],
+            "datasets": [f"{k} {v}" for k, v in plan.datasets],
+            "methods": list(plan.methods),
+            "repeats": plan.repeats,
+            "load_tps": LOAD_TPS,
+        },
+    )
+    cases: dict[str, Any] = {}
+    with Workspace(NAME) as ws, MachineLoad() as load:
+        svc = ws.service()
+        client = svc.tea()
+        for dataset in plan.datasets:
+            for label, rate in plan.links:
+                case = f"{label}, {dataset[0]}"
+                try:
+                    cases[case] = _one_link(ws, svc, client, plan, dataset, label, rate)
+                except NetnsUnavailable as exc:
+                    res.skipped = f"no network namespace here: {exc}"
+                    return res
+    res.load = load.as_dict()
+    res.data = {"cases": cases, "summary": summarize_cases(cases)}
+    res.goals = goals(res.data["summary"], plan)
+    return res
+
+
+def _one_link(
+    ws: Workspace,
+    svc: Service,
+    client: Any,
+    plan: Plan,
+    dataset: tuple[str, int],
+    label: str,
+    rate: float | None,
+) -> dict[str, Any]:
+    case = f"{label}, {dataset[0]}"
+    with contextlib.ExitStack() as stack:
+        if rate is None:
+            src = SourceCluster.create(ws.subdir("src"))
+            stack.callback(src.destroy)
+            host, rx = "127.0.0.1", (lambda: None)
+        else:
+            link = stack.enter_context(RateLimitedLink.create(rate))
+            src = start_source_in(link, ws.subdir("src"))
+            stack.callback(src.destroy)
+            host, rx = link.ns_addr, link.host_rx_bytes
+        t = time.monotonic()
+        fill(src, dataset)
+        size = int(src.scalar("SELECT sum(pg_database_size(oid)) FROM pg_database"))
+        log(f"  {case}: source ready ({size / 1e6:.0f} MB in all databases) in {time.monotonic() - t:.1f} s")
+        runs = _measure_case(ws, svc, client, plan, src, host, dataset, rx, case)
+    return {
+        "link": label,
+        "rate_mbit": rate,
+        "dataset": dataset[0],
+        "size": dataset[1],
+        "cluster_bytes": size,
+        "runs": runs,
+    }
+
+
+# ---- summary and goals ---------------------------------------------------------------------------
+
+
+def summarize_cases(cases: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for case, c in cases.items():
+        s: dict[str, Any] = {}
+        for m, runs in c["runs"].items():
+            s[m] = {
+                "seconds": summarize([r["seconds"] for r in runs]),
+                "catchup": summarize([r["catchup_seconds"] for r in runs]),
+                "copy": summarize([r["copy_seconds"] for r in runs]),
+                "wire_mb": summarize(
+                    [r["wire_bytes"] / 1e6 for r in runs if r.get("wire_bytes") is not None]
+                ),
+                "ratio": summarize([r["ratio"] for r in runs if r.get("ratio")]),
+                "chosen": sorted({r["chosen"] for r in runs if r.get("chosen")}),
+                "link_mb_s": summarize(
+                    [r["link_bytes_per_second"] / 1e6 for r in runs if r.get("link_bytes_per_second")]
+                ),
+            }
+        out[case] = s
+    return out
+
+
+def _median(s: dict[str, Any], m: str) -> float | None:
+    v = s.get(m, {}).get("seconds", {})
+    return v.get("median") if v.get("n") else None
+
+
+def goals(summary: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    out = []
+    for case, s in summary.items():
+        raw, auto = _median(s, "raw"), _median(s, "auto")
+        if raw is None or auto is None:
+            continue
+        if case.startswith("100 Mbit/s, mixed"):
+            out.append(
+                goal(
+                    f"{case}: cloudmig auto reaches streaming ≥ 2x sooner than raw pg_basebackup",
+                    "≥ 2x",
+                    raw / auto,
+                    raw / auto >= 2.0,
+                    f"{raw:.2f} s raw / {auto:.2f} s auto",
+                    source="issue #13",
+                )
+            )
+        if case.startswith("loopback"):
+            out.append(
+                goal(
+                    f"{case}: cloudmig auto ≤ 1.10 x raw pg_basebackup",
+                    "≤ 1.10x",
+                    auto / raw,
+                    auto / raw <= 1.10,
+                    f"{auto:.2f} s auto / {raw:.2f} s raw",
+                    source="issue #13",
+                )
+            )
+        fixed = {m: _median(s, m) for m in FIXED if _median(s, m) is not None}
+        if fixed:
+            best_mode = min(fixed, key=lambda m: fixed[m] or 0.0)
+            best = fixed[best_mode] or 0.0
+            out.append(
+                goal(
+                    f"{case}: auto within 10 % of the best fixed mode",
+                    "≤ 1.10x",
+                    auto / best,
+                    auto / best <= 1.10,
+                    f"auto {auto:.2f} s, best {best_mode} {best:.2f} s",
+                    source="issue #13",
+                )
+            )
+    return out
+
+
+def render(res: Result) -> str:
+    p, d = res.params, res.data
+    lines = [
+        f"Links: {', '.join(p['links'])} (veth into a network namespace with `tc tbf`; loopback unconstrained). "
+        f"Data sets: {', '.join(p['datasets'])} (pgbench scale; mixed: rows of ints, timestamps, numerics, "
+        f"codes and md5 text, with two indexes). {p['repeats']} repetitions, methods alternating; "
+        f"`pgbench -R {p['load_tps']}` writes on the source during every copy. Times are from the start "
+        "until the standby streams: median (min-max, n). Catch-up: copy done until streaming. Wire: bytes "
+        "received over the link (veth counter, WAL stream included).",
+        "",
+        "| link, data | method | until streaming | catch-up after the copy | wire | ratio | auto chose |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case, s in d["summary"].items():
+        for m, v in s.items():
+            wire = fmt_s(v["wire_mb"], "MB", 0) if v["wire_mb"].get("n") else "-"
+            ratio = f"{v['ratio']['median']:.2f}" if v["ratio"].get("n") else "-"
+            label = "raw pg_basebackup -X stream" if m == "raw" else f"cloudmig {m}"
+            chosen = ", ".join(v["chosen"]) if m == "auto" else ""
+            if m == "auto" and v["link_mb_s"].get("n"):
+                chosen += f" (link {v['link_mb_s']['median']:.0f} MB/s)"
+            lines.append(
+                f"| {case} | {label} | {fmt_s(v['seconds'])} | {fmt_s(v['catchup'])} | {wire} | {ratio} | {chosen} |"
+            )
+    lines.append("")
+    for case, c in d["cases"].items():
+        lines.append(f"- {case}: {c['cluster_bytes'] / 1e6:.0f} MB in the source's databases.")
+    return "\n".join(lines)
