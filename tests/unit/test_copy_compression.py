@@ -132,3 +132,21 @@ def test_source_counting_charges_the_ratio() -> None:
     pacer.wait(10)
     assert charged == [30.0]
     assert CompressionMode("zstd", 2).compressed
+
+
+def test_watch_shows_wire_beside_disk() -> None:
+    from cloudmig.cli.watch import compression_text
+
+    assert compression_text({"BytesDone": 10}) == ""
+    text = compression_text(
+        {
+            "Compression": "zstd:1",
+            "CompressionRequested": "auto",
+            "BytesDone": 300 * 1024 * 1024,
+            "WireBytes": 100 * 1024 * 1024,
+            "WireRateBytesPerSecond": 12 * 1024 * 1024,
+            "CompressionRatio": 3.0,
+        }
+    )
+    assert text.startswith("zstd:1 (auto)  wire 100")
+    assert "disk 300" in text and "ratio 3.0" in text

@@ -101,7 +101,23 @@ def copy_block(item: dict[str, Any]) -> RenderableType:
         f"{human_rate(bb.get('RateBytesPerSecond'))}  ETA {human_seconds(bb.get('EtaSeconds'))}"
         f"  elapsed {human_seconds(bb.get('ElapsedSeconds'))}",
     )
+    wire = compression_text(bb)
+    if wire:
+        grid.add_row(Text("compression", style="dim"), wire)
     return grid
+
+
+def compression_text(bb: dict[str, Any]) -> str:
+    """The copy's compression and bytes on the wire beside bytes on disk (issue 13), or ""."""
+    if not bb.get("Compression"):
+        return ""
+    text = f"{bb['Compression']} ({bb.get('CompressionRequested', '-')})"
+    if bb.get("WireBytes") is not None:
+        text += (
+            f"  wire {human_bytes(bb['WireBytes'])} at {human_rate(bb.get('WireRateBytesPerSecond'))}"
+            f"  disk {human_bytes(bb.get('BytesDone'))}  ratio {bb.get('CompressionRatio', '-')}"
+        )
+    return text
 
 
 def replication_block(item: dict[str, Any]) -> RenderableType:
@@ -269,6 +285,8 @@ def summary_rows(item: dict[str, Any]) -> Sequence[tuple[str, Any]]:
                 f"ETA {human_seconds(bb.get('EtaSeconds'))}",
             )
         )
+        if compression_text(bb):
+            rows.append(("Compression", f"{compression_text(bb)}; {bb.get('CompressionReason', '')}"))
     if r:
         rows.append(
             (

@@ -107,6 +107,12 @@ def task_view(t: TaskRecord, events: Sequence[Event]) -> dict[str, Any]:
                 "rate_h": fmt.human_rate(bb.get("RateBytesPerSecond")),
                 "eta_h": fmt.human_seconds(bb.get("EtaSeconds")),
                 "elapsed_h": fmt.human_seconds(bb.get("ElapsedSeconds")),
+                # Compression and bytes on the wire (issue 13); absent before the copy starts.
+                "compression": bb.get("Compression"),
+                "compression_reason": bb.get("CompressionReason", ""),
+                "wire_h": fmt.human_bytes(bb["WireBytes"]) if "WireBytes" in bb else None,
+                "wire_rate_h": fmt.human_rate(bb.get("WireRateBytesPerSecond")),
+                "ratio": bb.get("CompressionRatio"),
             },
             "rep": {
                 "started": bool(rep),
