@@ -70,6 +70,28 @@ def test_auto_by_link(link: float, mode: str) -> None:
     assert plan.reason.startswith("measured link")
 
 
+def test_a_source_on_this_machine_is_not_compressed() -> None:
+    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, None, local="127.0.0.1")
+    assert (str(plan.mode), plan.reason) == (
+        "none",
+        "the source is on this machine (127.0.0.1): no network link to spare",
+    )
+    # A budget still makes the link narrow, wherever the source is.
+    capped = copy_plan.decide(
+        parse_mode("auto"), PG15, BOTH, 300 * MB, {"host budget share": 5 * MB}, local="127.0.0.1"
+    )
+    assert str(capped.mode) == "zstd:3"
+
+
+def test_local_address() -> None:
+    from cloudmig.pg.linkprobe import local_address
+
+    assert local_address("127.0.0.1", 5432) == "127.0.0.1"
+    assert local_address("localhost", 5432) in ("127.0.0.1", "::1")
+    assert local_address("192.0.2.1", 5432) is None  # TEST-NET-1: never this machine's
+    assert local_address("no-such-host.invalid", 5432) is None
+
+
 def test_a_budget_share_caps_the_link() -> None:
     plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 500 * MB, {"host budget share": 10 * MB})
     assert str(plan.mode) == "zstd:1"

@@ -24,7 +24,7 @@ from cloudmig.domain.compression import NONE, CompressionMode
 from cloudmig.pg.compression import ServerSupport
 
 MB = 1_000_000
-FAST_LINK = 200 * MB
+FAST_LINK = 150 * MB
 ZSTD_LINK = 40 * MB
 ZSTD3_LINK = 6 * MB
 
@@ -99,9 +99,12 @@ def decide(
     client: frozenset[str],
     link: float | None,
     caps: dict[str, float] | None = None,
+    *,
+    local: str | None = None,
 ) -> CopyPlan:
     """The mode for this copy. `link`: measured bytes/s (None when not measured); `caps`: rate
-    limits on the wire in bytes/s by name (a per-task max rate, the host budget's share)."""
+    limits on the wire in bytes/s by name (a per-task max rate, the host budget's share); `local`:
+    the source's address when it is on this machine (then there is no link to spare)."""
     rate, rate_name = effective_link(link, caps or {})
     if not requested.auto:
         if not requested.compressed:
@@ -116,6 +119,10 @@ def decide(
     if not (set(server.algorithms) & set(client)):
         why = unsupported(CompressionMode("zstd", 1), server, client)
         return CopyPlan(NONE, requested, f"{why} and lz4; copying uncompressed", rate, fallback=why)
+    if local and not caps:
+        return CopyPlan(
+            NONE, requested, f"the source is on this machine ({local}): no network link to spare", None
+        )
     if rate is None:
         return CopyPlan(NONE, requested, "the link could not be measured; copying uncompressed", rate)
     mode, why = _auto_mode(rate, server, client)

@@ -26,7 +26,7 @@ from cloudmig.instances.osuser import pg_os_user
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import run_basebackup
 from cloudmig.pg.compression import ServerSupport, client_algorithms, server_support
-from cloudmig.pg.linkprobe import measure_link
+from cloudmig.pg.linkprobe import local_address, measure_link
 from cloudmig.pg.relay import CopyRelay, RelayUnavailable
 from cloudmig.pg.sql import connect_source
 
@@ -76,14 +76,14 @@ def requested_mode(tc: TaskContext) -> CompressionMode:
 
 
 def _measure(
-    tc: TaskContext, requested: CompressionMode, client: frozenset[str]
+    tc: TaskContext, requested: CompressionMode, client: frozenset[str], local: str | None
 ) -> tuple[ServerSupport, float | None]:
     src = tc.source_spec()
     with connect_source(
         src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
     ) as conn:
         server = server_support(conn)
-        if not (requested.auto and server.server_compression and server.algorithms & client):
+        if local or not (requested.auto and server.server_compression and server.algorithms & client):
             return server, None
         try:
             return server, measure_link(conn).bytes_per_second
@@ -106,8 +106,10 @@ def _caps(tc: TaskContext, bucket: bandwidth.TokenBucket | None) -> dict[str, fl
 def plan_copy(tc: TaskContext, bin_dir: Path, bucket: bandwidth.TokenBucket | None) -> CopyPlan:
     requested = requested_mode(tc)
     client = client_algorithms(bin_dir)
-    server, link = _measure(tc, requested, client)
-    return copy_plan.decide(requested, server, client, link, _caps(tc, bucket))
+    local = local_address(tc.task.source_ip, tc.task.source_port) if requested.auto else None
+    caps = _caps(tc, bucket)
+    server, link = _measure(tc, requested, client, local if not caps else None)
+    return copy_plan.decide(requested, server, client, link, caps, local=local)
 
 
 def run_copy(tc: TaskContext, target: Path, recorder: Recorder, *, rewipe: Callable[[], Path]) -> None:
