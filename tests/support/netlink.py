@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.pgcluster import SourceCluster
+
+_serial = itertools.count()
 
 
 class NetnsUnavailable(RuntimeError):
@@ -76,8 +79,8 @@ class RateLimitedLink:
     def create(cls, rate_mbit: float | None, *, tag: str | None = None) -> Iterator[RateLimitedLink]:
         if os.geteuid() != 0:
             raise NetnsUnavailable("creating a network namespace and a veth pair needs root")
-        tag = tag or f"{os.getpid() % 10000}{id(cls) % 97}"
-        tag = tag[-8:]
+        # Interface names have at most 15 characters; unique per process and per link.
+        tag = (tag or f"{os.getpid() % 100000}{next(_serial) % 1000:03d}")[-8:]
         ns, host_if, ns_if = f"cmwan{tag}", f"cmwh{tag}", f"cmwn{tag}"
         used = _used_subnets()
         start = os.getpid() % 200
@@ -94,8 +97,8 @@ class RateLimitedLink:
             raise NetnsUnavailable("no free 10.214.x.y/30 subnet for the veth pair")
         host_addr, ns_addr = (str(h) for h in subnet.hosts())
         link = cls(ns, host_if, ns_if, host_addr, ns_addr, rate_mbit)
+        _run("ip", "netns", "add", ns)  # fails if the name is taken: then nothing here is ours
         try:
-            _run("ip", "netns", "add", ns)
             _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
             _run("ip", "link", "set", ns_if, "netns", ns)
             _run("ip", "addr", "add", f"{host_addr}/30", "dev", host_if)
