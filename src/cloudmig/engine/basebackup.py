@@ -11,7 +11,6 @@ from cloudmig.engine.taskctx import TaskContext
 from cloudmig.instances.osuser import pg_os_user
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import run_basebackup
-from cloudmig.pg.sql import connect_source
 
 # Progress is written at most this often; pg_basebackup reports many times a second.
 PROGRESS_INTERVAL = 1.0
@@ -58,14 +57,12 @@ class ProgressRecorder:
 def step(tc: TaskContext) -> float | None:
     inst = tc.instance()
     provider = tc.ctx.provider
-    src = tc.source_spec()
+    src = tc.source()
     attempt = "Start" if not tc.task.progress.get("BaseBackup") else "Restart"
     tc.event(
         SECTION_BACKUP, f"{attempt} full backup of source data by pg_basebackup through slot {tc.slot_name}"
     )
-    with connect_source(
-        src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-    ) as conn:
+    with src.connect() as conn:
         # The slot holds the source's WAL from the copy's start until the standby streams from it.
         probes.create_physical_slot(conn, tc.slot_name)
         # A copy cut short (service killed) may have left its WAL streamer attached to the slot.
@@ -77,7 +74,7 @@ def step(tc: TaskContext) -> float | None:
     run_basebackup(
         provider.bin_dir(inst.major),
         target,
-        tc.source_endpoint(),
+        src.endpoint,
         tc.slot_name,
         passfile=tc.passfile,
         user=pg_os_user(tc.ctx.settings),

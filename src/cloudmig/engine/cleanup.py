@@ -13,7 +13,6 @@ from cloudmig.domain.detail import SECTION_FAILURE
 from cloudmig.domain.enums import InstanceStatus, MigrateStage
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.pg import probes
-from cloudmig.pg.sql import connect_source
 from cloudmig.store import instances as instance_store
 
 log = logging.getLogger(__name__)
@@ -25,13 +24,11 @@ def drop_source_slot(tc: TaskContext, attempts: int = 20, *, terminate: bool = T
     A walsender may still hold the slot (ObjectInUse): right after a promotion for a moment, or
     for good when a copy was killed. It is retried, ending the holder unless `terminate` is False.
     """
-    src = tc.source_spec()
+    src = tc.source()
     problem = ""
     for _ in range(attempts):
         try:
-            with connect_source(
-                src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-            ) as conn:
+            with src.connect() as conn:
                 probes.drop_slot(conn, tc.slot_name)
             return None
         except psycopg.errors.ObjectInUse:
@@ -40,9 +37,7 @@ def drop_source_slot(tc: TaskContext, attempts: int = 20, *, terminate: bool = T
             if terminate:
                 with (
                     contextlib.suppress(psycopg.Error),
-                    connect_source(
-                        src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-                    ) as conn,
+                    src.connect() as conn,
                 ):
                     probes.terminate_slot_holder(conn, tc.slot_name)
         except psycopg.Error as exc:

@@ -10,7 +10,7 @@ from cloudmig.domain.detail import SECTION_SYNC
 from cloudmig.domain.enums import ReplicationState
 from cloudmig.engine.observe import Observation, next_state, observe, progress_fields
 from cloudmig.engine.taskctx import TaskContext
-from cloudmig.pg.sql import connect_socket, connect_source
+from cloudmig.pg.sql import connect_socket
 
 
 def _target_connection(tc: TaskContext) -> psycopg.Connection:
@@ -21,14 +21,8 @@ def _target_connection(tc: TaskContext) -> psycopg.Connection:
 
 
 def _source_connection(tc: TaskContext) -> psycopg.Connection | None:
-    src = tc.source_spec()
     try:
-        return tc.connection(
-            "source",
-            lambda: connect_source(
-                src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-            ),
-        )
+        return tc.connection("source", tc.source().connect)
     except psycopg.OperationalError:
         return None  # the standby's own receiver status tells whether the link is down
 

@@ -9,7 +9,7 @@ from cloudmig.domain import classes
 from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskKind
 from cloudmig.engine.cleanup import drop_source_slot
 from cloudmig.engine.taskctx import TaskContext
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
 from cloudmig.store.records import InstanceRecord
@@ -17,7 +17,7 @@ from cloudmig.store.records import InstanceRecord
 log = logging.getLogger(__name__)
 
 
-def create(ctx: ServiceContext, inst: InstanceRecord) -> None:
+def create(ctx: AppContext, inst: InstanceRecord) -> None:
     cls = classes.lookup(inst.instance_class)
     assert cls is not None
     try:
@@ -33,7 +33,7 @@ def create(ctx: ServiceContext, inst: InstanceRecord) -> None:
 WORKER_RELEASE_SECONDS = 60.0
 
 
-def _wait_released(ctx: ServiceContext, task_id: int) -> None:
+def _wait_released(ctx: AppContext, task_id: int) -> None:
     deadline = time.monotonic() + WORKER_RELEASE_SECONDS
     while time.monotonic() < deadline:
         t = task_store.get_task(ctx.db, task_id)
@@ -42,7 +42,7 @@ def _wait_released(ctx: ServiceContext, task_id: int) -> None:
         time.sleep(0.2)
 
 
-def delete(ctx: ServiceContext, inst: InstanceRecord) -> None:
+def delete(ctx: AppContext, inst: InstanceRecord) -> None:
     for t in task_store.tasks_of_instance(ctx.db, inst.id, TaskKind.MIGRATION):
         if t.stage not in (MigrateStage.PRECHECK, MigrateStage.SUCCESS):
             # The slot is busy while the task's pg_basebackup or standby streams through it.
@@ -56,7 +56,7 @@ def delete(ctx: ServiceContext, inst: InstanceRecord) -> None:
     instance_store.delete_instance(ctx.db, inst.id)
 
 
-def ensure_running(ctx: ServiceContext, inst: InstanceRecord) -> None:
+def ensure_running(ctx: AppContext, inst: InstanceRecord) -> None:
     """After a restart of the host, bring Running instances back (a standby being copied is not one)."""
     if inst.migration_task_id is not None:
         return  # its task's stage decides whether the cluster should run

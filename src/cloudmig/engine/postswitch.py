@@ -13,8 +13,7 @@ from cloudmig.domain.lsn import format_lsn, parse_lsn
 from cloudmig.engine.switch import ROW_CHANGES_SQL
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.pg import probes
-from cloudmig.pg.sql import connect_source
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 from cloudmig.store import tasks as task_store
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ log = logging.getLogger(__name__)
 IDLE_WAL_ALLOWANCE = 1 << 20
 
 
-def check_all(ctx: ServiceContext) -> None:
+def check_all(ctx: AppContext) -> None:
     now = time.time()
     since = ctx.now() - timedelta(hours=ctx.settings.post_switch_watch_hours)
     for task in task_store.succeeded_migrations(ctx.db, since):
@@ -39,11 +38,8 @@ def check_all(ctx: ServiceContext) -> None:
 
 def check_one(tc: TaskContext) -> None:
     ev = dict(tc.task.evidence)
-    src = tc.source_spec()
     try:
-        with connect_source(
-            src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-        ) as c:
+        with tc.source().connect() as c:
             lsn = probes.current_wal_lsn(c)
             row = c.execute(ROW_CHANGES_SQL).fetchone()
             rows_now = int(row[0]) if row else 0

@@ -9,7 +9,7 @@ from cloudmig.engine.taskctx import TaskContext
 
 
 def assess(tc: TaskContext) -> list[CheckResult]:
-    results = run_assessment(tc.source_spec(), tc.target_spec())
+    results = run_assessment(tc.source(), tc.target_spec())
     tc.update(report=render_report(results), check_results=[r.as_dict() for r in results])
     return results
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 from cloudmig.domain.detail import SECTION_FAILURE
 from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskStatus
-from cloudmig.engine import basebackup, increment, instances, postswitch, precheck, startup, switch, wakeups
+from cloudmig.engine import basebackup, increment, instances, postswitch, precheck, startup, switch
 from cloudmig.engine.cleanup import undo
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.errors import StepFailed
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
 
@@ -35,7 +35,7 @@ MAX_ATTEMPTS = 5
 
 
 class Engine:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.owner = f"{uuid.uuid4()}"
         self._stop = threading.Event()
@@ -83,7 +83,7 @@ class Engine:
                 self.tick()
             except Exception:
                 log.exception("engine tick failed")
-            wakeups.engine_sleep(self.ctx.settings.engine_tick_seconds, self._stop)
+            self.ctx.notifier.engine_sleep(self.ctx.settings.engine_tick_seconds, self._stop)
 
     def tick(self) -> None:
         s = self.ctx.settings
@@ -179,10 +179,10 @@ class Engine:
                         return
                     delay = min(2.0**failures, 30.0)
                 if delay:
-                    wakeups.sleep(task_id, delay, stop)
+                    self.ctx.notifier.sleep(task_id, delay, stop)
         finally:
             tc.close_connections()
-            wakeups.forget(task_id)
+            self.ctx.notifier.forget(task_id)
             task_store.release_lease(self.ctx.db, task_id, self.owner)
 
     def _fail(self, tc: TaskContext, reason: str) -> None:

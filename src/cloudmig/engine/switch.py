@@ -21,7 +21,7 @@ from cloudmig.engine.taskctx import TaskContext
 from cloudmig.instances.osuser import pg_os_user
 from cloudmig.instances.provider import ADMIN_ROLE
 from cloudmig.pg import ctl, probes, roles
-from cloudmig.pg.sql import connect_socket, connect_source
+from cloudmig.pg.sql import connect_socket
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
 
@@ -40,11 +40,8 @@ def _target(tc: TaskContext, user: str | None = None) -> psycopg.Connection:
 
 def _source_position(tc: TaskContext) -> tuple[int, int] | None:
     """(current WAL LSN, rows changed so far) on the source, or None when it cannot be reached."""
-    src = tc.source_spec()
     try:
-        with connect_source(
-            src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-        ) as c:
+        with tc.source().connect() as c:
             row = c.execute(ROW_CHANGES_SQL).fetchone()
             return probes.current_wal_lsn(c), int(row[0]) if row else 0
     except psycopg.Error:

@@ -11,12 +11,12 @@ from typing import Any
 
 import psycopg
 
-from cloudmig.checks import SourceSpec, TargetSpec
+from cloudmig.checks import TargetSpec
 from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus, can_advance
 from cloudmig.domain.ids import slot_name_for_task
 from cloudmig.engine.targets import target_spec
-from cloudmig.pg.basebackup import SourceEndpoint
-from cloudmig.services.context import ServiceContext
+from cloudmig.pg.source import Source
+from cloudmig.runtime import AppContext, task_source
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
 from cloudmig.store.records import InstanceRecord, TaskRecord
@@ -24,12 +24,13 @@ from cloudmig.store.records import InstanceRecord, TaskRecord
 
 @dataclass
 class TaskContext:
-    ctx: ServiceContext
+    ctx: AppContext
     task: TaskRecord
     stop: threading.Event = field(default_factory=threading.Event)
     # Connections a stage keeps open between its steps (observation every few seconds would
     # otherwise authenticate to the source each time); closed when the worker lets the task go.
     connections: dict[str, psycopg.Connection] = field(default_factory=dict)
+    _source: Source | None = field(default=None, repr=False)
 
     def connection(self, key: str, connect: Callable[[], psycopg.Connection]) -> psycopg.Connection:
         conn = self.connections.get(key)
@@ -61,23 +62,11 @@ class TaskContext:
     def slot_name(self) -> str:
         return slot_name_for_task(self.task.id)
 
-    def source_password(self) -> str:
-        return self.ctx.box.open(self.task.source_password_enc)
-
-    def source_spec(self) -> SourceSpec:
-        t = self.task
-        return SourceSpec(
-            host=t.source_ip,
-            port=t.source_port,
-            account=t.source_account,
-            password=self.source_password(),
-            connect_timeout=self.ctx.settings.source_connect_timeout,
-        )
-
-    def source_endpoint(self) -> SourceEndpoint:
-        return SourceEndpoint(
-            host=self.task.source_ip, port=self.task.source_port, user=self.task.source_account
-        )
+    def source(self) -> Source:
+        """The task's source; its password is opened once per worker, when first needed."""
+        if self._source is None:
+            self._source = task_source(self.ctx, self.task)
+        return self._source
 
     def target_spec(self) -> TargetSpec:
         return target_spec(self.ctx.provider, self.instance())
@@ -89,7 +78,7 @@ class TaskContext:
     def write_passfile(self) -> None:
         """(Re)create the 0600 passfile outside every data dir; the runtime dir may be wiped by a reboot."""
         self.ctx.provider.write_source_passfile(
-            self.task.instance_id, self.source_endpoint(), self.source_password()
+            self.task.instance_id, self.source().endpoint, self.source().password
         )
 
     def remove_passfile(self) -> None:

@@ -28,11 +28,11 @@ import psycopg
 from cloudmig.domain.classes import InstanceClass
 from cloudmig.instances.osuser import chown_to, ensure_reachable, pg_os_user
 from cloudmig.pg import ctl
-from cloudmig.pg.basebackup import SourceEndpoint
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
 from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, make_dir
 from cloudmig.pg.passfile import write_passfile
 from cloudmig.pg.runner import OsUser, PgCommandError
+from cloudmig.pg.source import SourceEndpoint
 from cloudmig.pg.sql import connect_socket
 from cloudmig.settings import Settings
 

@@ -13,10 +13,8 @@ from cloudmig import errors
 from cloudmig.domain.detail import SECTION_SWITCH
 from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskKind, TaskStatus
 from cloudmig.domain.lsn import format_lsn
-from cloudmig.engine import wakeups
 from cloudmig.pg import probes
-from cloudmig.pg.sql import connect_source
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext, task_source
 from cloudmig.services.instances import get_instance
 from cloudmig.store import tasks as task_store
 from cloudmig.store.records import TaskRecord
@@ -30,7 +28,7 @@ class Quiescence:
     seconds: float
 
 
-def current_migration(ctx: ServiceContext, instance_id: str) -> TaskRecord:
+def current_migration(ctx: AppContext, instance_id: str) -> TaskRecord:
     inst = get_instance(ctx, instance_id)
     tasks = task_store.tasks_of_instance(ctx.db, inst.id, TaskKind.MIGRATION)
     if not tasks:
@@ -38,19 +36,12 @@ def current_migration(ctx: ServiceContext, instance_id: str) -> TaskRecord:
     return max(tasks, key=lambda t: t.id)
 
 
-def wait_for_quiet_source(ctx: ServiceContext, task: TaskRecord) -> Quiescence:
+def wait_for_quiet_source(ctx: AppContext, task: TaskRecord) -> Quiescence:
     """The source is quiet when its WAL position does not move over one whole window."""
     s = ctx.settings
     started = time.monotonic()
-    password = ctx.box.open(task.source_password_enc)
     try:
-        with connect_source(
-            task.source_ip,
-            task.source_port,
-            task.source_account,
-            password,
-            connect_timeout=s.source_connect_timeout,
-        ) as conn:
+        with task_source(ctx, task).connect() as conn:
             first = before = probes.current_wal_lsn(conn)
             for _ in range(s.switch_quiet_attempts):
                 time.sleep(s.switch_quiet_seconds)
@@ -66,7 +57,7 @@ def wait_for_quiet_source(ctx: ServiceContext, task: TaskRecord) -> Quiescence:
     return Quiescence(before, False, first, time.monotonic() - started)
 
 
-def request_switchover(ctx: ServiceContext, instance_id: str, *, force: bool) -> TaskRecord:
+def request_switchover(ctx: AppContext, instance_id: str, *, force: bool) -> TaskRecord:
     task = current_migration(ctx, instance_id)
     if task.status is not TaskStatus.RUNNING or task.stage is not MigrateStage.INCREMENT:
         raise errors.IncorrectInstanceState(
@@ -100,7 +91,7 @@ def request_switchover(ctx: ServiceContext, instance_id: str, *, force: bool) ->
         raise errors.IncorrectInstanceState("The migration task is no longer in stage increment.")
     mode = "forced switchover (writes not yet replayed are lost)" if force else "switchover"
     task_store.add_event(ctx.db, task.id, now, SECTION_SWITCH, f"Switchover requested: {mode}")
-    wakeups.wake(task.id)
+    ctx.notifier.wake(task.id)
     rec = task_store.get_task(ctx.db, task.id)
     assert rec is not None
     return rec

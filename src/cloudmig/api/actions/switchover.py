@@ -7,12 +7,12 @@ from typing import Any
 from cloudmig import errors
 from cloudmig.api.actions.registry import Params, action
 from cloudmig.domain.ids import INSTANCE_ID_RE
+from cloudmig.runtime import AppContext
 from cloudmig.services import switchover as svc
-from cloudmig.services.context import ServiceContext
 
 
 @action("ActivateMigrationTargetInstance")
-def activate_migration_target_instance(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def activate_migration_target_instance(ctx: AppContext, p: Params) -> dict[str, Any]:
     instance_id = p.required_str("DBInstanceName", max_len=64)
     if not INSTANCE_ID_RE.match(instance_id):
         raise errors.InstanceNotFound()
