@@ -19,7 +19,7 @@ from typing import TypeVar
 import psycopg
 
 from cloudmig.domain.classes import InstanceClass
-from cloudmig.instances.provider import RESERVED_ROLES
+from cloudmig.domain.reserved import RESERVED_ROLES
 from cloudmig.pg.source import Source
 
 log = logging.getLogger("cloudmig.checks")

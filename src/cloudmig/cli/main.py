@@ -74,7 +74,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the API and the migration engine."""
-    from cloudmig.engine.runtime import Engine
+    from cloudmig.engine.loop import Engine
     from cloudmig.runtime import build_context
 
     settings = _settings(data_dir, config, host=host, port=port)

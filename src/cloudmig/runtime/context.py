@@ -15,6 +15,7 @@ from cloudmig.runtime.clock import Clock, SystemClock
 from cloudmig.runtime.notifier import Notifier
 from cloudmig.secretbox import SecretBox
 from cloudmig.settings import Settings
+from cloudmig.store import meta as meta_store
 from cloudmig.store.db import open_store
 from cloudmig.store.records import TaskRecord
 
@@ -27,9 +28,16 @@ class AppContext:
     provider: LocalInstanceProvider
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier = field(default_factory=Notifier)
+    _installation_id: str = field(default="", repr=False)
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def installation_id(self) -> str:
+        """This installation's id (in every slot name; made once per store)."""
+        if not self._installation_id:
+            self._installation_id = meta_store.installation_id(self.db)
+        return self._installation_id
 
 
 def task_source(ctx: AppContext, task: TaskRecord) -> Source:

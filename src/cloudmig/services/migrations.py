@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 
 from cloudmig import errors
+from cloudmig.checks.facts import gather_target
+from cloudmig.checks.rules import target_not_empty
 from cloudmig.domain.detail import Event
 from cloudmig.domain.enums import (
     InstanceStatus,
@@ -16,11 +18,11 @@ from cloudmig.domain.enums import (
     TaskStatus,
 )
 from cloudmig.domain.ids import new_migration_task_name, new_precheck_task_name
-from cloudmig.engine import target_probe
 from cloudmig.runtime import AppContext
+from cloudmig.runtime.targets import target_spec
 from cloudmig.services.instances import get_instance
 from cloudmig.store import tasks as task_store
-from cloudmig.store.records import TaskRecord
+from cloudmig.store.records import InstanceRecord, TaskRecord
 from cloudmig.store.tasks import TaskFilter
 
 
@@ -69,6 +71,16 @@ def _task_name(ctx: AppContext, req: SourceRequest, kind: TaskKind) -> str:
     return req.task_name
 
 
+def _non_empty_reason(ctx: AppContext, inst: InstanceRecord) -> str | None:
+    """Why the instance cannot receive a migration (a database or a table exists), or None."""
+    facts = gather_target(target_spec(ctx, inst))
+    if not facts.connected:
+        # The admin role only exists on an instance cloudmig initialised and never migrated into.
+        return f"cloudmig cannot inspect it ({facts.connect_error})"
+    problems = target_not_empty(facts)
+    return "; ".join(problems) if problems else None
+
+
 def create_migration_task(ctx: AppContext, req: SourceRequest) -> TaskRecord:
     inst = get_instance(ctx, req.instance_id)
     if inst.status is not InstanceStatus.RUNNING:
@@ -79,7 +91,7 @@ def create_migration_task(ctx: AppContext, req: SourceRequest) -> TaskRecord:
         raise errors.IncorrectInstanceState(
             f"A migration task ({inst.migration_task_id}) is already using this instance."
         )
-    emptiness = target_probe.non_empty_reason(ctx.provider, inst)
+    emptiness = _non_empty_reason(ctx, inst)
     if emptiness:
         raise errors.IncorrectInstanceState(f"The instance is not empty: {emptiness}.")
     name = _task_name(ctx, req, TaskKind.MIGRATION)

@@ -91,6 +91,11 @@ def _migration_item(page: TaskPage, i: int) -> dict[str, Any]:
         "SwitchTime": gmt(t.switch_time),
         "Progress": _strip_private(t.progress),
         "Evidence": t.evidence,
+        "ReasonCode": t.reason_code or None,
+        # Writes the new primary does not have (None when nothing was lost), and the current
+        # health warning (WAL kept on the source, storage), both null when all is well.
+        "DataLoss": t.evidence.get("DataLoss"),
+        "Warning": (t.progress.get("Health") or {}).get("Warning"),
     }
 
 
@@ -98,6 +103,7 @@ def _strip_private(progress: dict[str, Any]) -> dict[str, Any]:
     return {
         k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
         for k, v in progress.items()
+        if not k.startswith("_")
     }
 
 
