@@ -16,10 +16,10 @@ from tests.support.pgcluster import TRICKY_PASSWORD, SourceCluster, free_port, o
 
 from cloudmig.domain.classes import CATALOGUE
 from cloudmig.domain.ids import new_instance_id
+from cloudmig.domain.reserved import ADMIN_ROLE, RESERVED_ROLES
 from cloudmig.errors import QuotaExceeded
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.ports import allocate_port, port_is_free
-from cloudmig.domain.reserved import ADMIN_ROLE, RESERVED_ROLES
 from cloudmig.instances.provider import LocalInstanceProvider
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import BasebackupStopped, run_basebackup

@@ -12,10 +12,10 @@ from cloudmig.domain import classes
 from cloudmig.domain.checks import CheckResult, render_report
 from cloudmig.domain.detail import Event, render_detail
 from cloudmig.domain.enums import CheckLevel, MigrateStage
-from cloudmig.domain.transitions import IllegalTransition, Transition, target_stage
 from cloudmig.domain.ids import INSTANCE_ID_RE, new_instance_id
 from cloudmig.domain.lsn import format_lsn, parse_lsn
 from cloudmig.domain.time import gmt
+from cloudmig.domain.transitions import IllegalTransition, Transition, target_stage
 from cloudmig.domain.validation import normalize_source_category, valid_account, valid_host
 
 
