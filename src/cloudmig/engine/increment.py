@@ -8,6 +8,7 @@ before either disk is at risk.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,8 +16,9 @@ import psycopg
 
 from cloudmig.domain.detail import SECTION_HEALTH, SECTION_SYNC
 from cloudmig.domain.enums import MigrateStage, ReplicationState
+from cloudmig.domain.switchover import FenceState
 from cloudmig.domain.transitions import Transition
-from cloudmig.engine import slots
+from cloudmig.engine import fence, slots
 from cloudmig.engine.health import read_storage, read_wal
 from cloudmig.engine.observe import Observation, next_state, observe, progress_fields
 from cloudmig.engine.outcome import Fail, Next, Outcome, Retry, Wait
@@ -26,6 +28,8 @@ from cloudmig.errors import SlotInvalidated, SourceWalLimit, StorageQuotaExceede
 from cloudmig.instances.managed import OBSERVE_CONNECT_TIMEOUT
 from cloudmig.pg import slots as pg_slots
 from cloudmig.pg.slots import SlotHealth
+
+log = logging.getLogger(__name__)
 
 # Received WAL that stands still this many observations while the source is ahead: not receiving.
 STALLED_OBSERVATIONS = 2
@@ -106,6 +110,7 @@ class IncrementStage:
             tc.write_passfile()  # e.g. the runtime dir was cleared by a reboot
         if inst.ensure_running():
             tc.event(SECTION_SYNC, "Standby was not running; started it again")
+        _lift_leftover_fence(tc)
         try:
             obs, slot, sizes = _observe_once_more(tc)
         except psycopg.OperationalError as exc:
@@ -219,6 +224,20 @@ class IncrementStage:
     def on_retries_exhausted(self, tc: TaskContext, reason: str) -> Outcome:
         # The standby retries its link for as long as it takes; the watermarks end it when needed.
         return Wait(tc.ctx.settings.observe_seconds)
+
+
+def _lift_leftover_fence(tc: TaskContext) -> None:
+    """A switchover given up while the source was unreachable may have left its fence up: lift it
+    as soon as the source answers (the evidence says what was raised)."""
+    ev = tc.evidence()
+    if ev.fence_state not in (FenceState.RAISING, FenceState.UP, FenceState.LIFTING):
+        return
+    try:
+        fence.lift_fence(tc, ev)
+    except psycopg.Error as exc:
+        tc.event(
+            SECTION_SYNC, f"The switchover's fence could not be lifted yet ({_short(exc)}); cloudmig retries"
+        )
 
 
 def _short(exc: BaseException) -> str:
