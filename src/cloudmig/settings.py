@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, gt=0)
     observe_seconds: float = Field(default=2.0, gt=0)
     source_connect_timeout: int = Field(default=5, ge=1)
+    # TLS towards sources unless a task asks otherwise (SourceSslMode / SourceSslRootCert): empty
+    # means by SourceCategory (internet: verify-full with a CA, else require; others: prefer).
+    source_sslmode: str = Field(default="", pattern="^(|disable|allow|prefer|require|verify-ca|verify-full)$")
+    # A PEM file of the CA(s) that sign sources' server certificates.
+    source_sslrootcert: Path | None = None
     # Extensions a source may use (the assessment's Check extensions); unset means any extension the
     # instances' PostgreSQL binaries provide. As an environment variable: a JSON list.
     extension_allow_list: list[str] | None = None

@@ -8,9 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from cloudmig.domain.tls import SourceTlsRequest, effective_sslmode
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.provider import LocalInstanceProvider
-from cloudmig.pg.source import Source
+from cloudmig.pg.source import Source, SourceTls
 from cloudmig.runtime.clock import Clock, SystemClock
 from cloudmig.runtime.notifier import Notifier
 from cloudmig.secretbox import SecretBox
@@ -40,8 +41,27 @@ class AppContext:
         return self._installation_id
 
 
+def default_root_cert(settings: Settings) -> str | None:
+    path = settings.source_sslrootcert
+    return path.read_text() if path is not None else None
+
+
+def tls_for(
+    ctx: AppContext, asked: SourceTlsRequest, category: str, cert_name: str, instance_id: str = ""
+) -> SourceTls:
+    """TLS settings from what a task asked and the defaults; a CA bundle is written to a 0600 file
+    beside the instance's passfile (or in the runtime dir without an instance)."""
+    pem = asked.root_cert_pem or default_root_cert(ctx.settings)
+    mode = effective_sslmode(asked.sslmode, ctx.settings.source_sslmode, category, pem is not None)
+    if pem is None or mode in ("disable", "allow"):
+        return SourceTls(mode)
+    if instance_id:
+        return SourceTls(mode, ctx.provider.write_source_root_cert(instance_id, cert_name, pem))
+    return SourceTls(mode, ctx.provider.write_runtime_cert(cert_name, pem))
+
+
 def task_source(ctx: AppContext, task: TaskRecord) -> Source:
-    """The source of a task; its password is opened from the store's sealed copy when first used."""
+    """The task's source; its password is opened from the store's sealed copy when first used."""
     sealed = task.source_password_enc
     opened: list[str] = []
 
@@ -50,11 +70,13 @@ def task_source(ctx: AppContext, task: TaskRecord) -> Source:
             opened.append(ctx.box.open(sealed))
         return opened[0]
 
+    asked = SourceTlsRequest.from_json(task.request.get("SourceTls"))
     return Source(
         task.source_ip,
         task.source_port,
         task.source_account,
         secret,
+        tls=tls_for(ctx, asked, task.source_category, f"root-{task.id}.crt", task.instance_id),
         connect_timeout=ctx.settings.source_connect_timeout,
         category=task.source_category,
     )
