@@ -5,7 +5,7 @@ the Code of `cloudmig.errors`. Nothing the caller sends can produce a traceback 
 exceptions become InternalError with the generic message and go to the log. Bodies are read up to
 `MAX_BODY_BYTES` (the SDKs send empty ones). The access log has method, path (never the query
 string: the SDKs put SourcePassword there), status, action, error code and RequestId; the same
-action and code feed the request metrics (`cloudmig.metrics.observe_api_outcome`).
+action and code feed the request metrics (`cloudmig.api.metrics.observe_api_outcome`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cloudmig import errors, metrics
+from cloudmig import errors
+from cloudmig.api import metrics
 from cloudmig.api.actions import REGISTRY
-from cloudmig.api.actions import instances as _instance_actions  # noqa: F401  (registers handlers)
-from cloudmig.api.actions import migration as _migration_actions  # noqa: F401
-from cloudmig.api.actions import switchover as _switchover_actions  # noqa: F401
 from cloudmig.api.actions.registry import Params
 from cloudmig.api.protocol import IncomingRequest, KeyRecord, authenticate, decode_query, peek_format
 from cloudmig.api.render import render_error, render_success
