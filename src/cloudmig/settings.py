@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     console_sample_seconds: float = Field(default=2.0, gt=0)
     console_history_points: int = Field(default=900, ge=10)
 
+    # Space reserve (MiB) kept in the data dir next to the SQLite store and given up when the disk is
+    # full, so that DeleteDBInstance can still be recorded (store/reserve.py); 0 keeps none.
+    store_reserve_mb: int = Field(default=32, ge=0)
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "cloudmig.db"

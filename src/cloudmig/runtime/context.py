@@ -19,6 +19,7 @@ from cloudmig.settings import Settings
 from cloudmig.store import meta as meta_store
 from cloudmig.store.db import open_store
 from cloudmig.store.records import TaskRecord
+from cloudmig.store.reserve import SpaceReserve
 
 
 @dataclass
@@ -29,6 +30,8 @@ class AppContext:
     provider: LocalInstanceProvider
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier = field(default_factory=Notifier)
+    # Space a DeleteDBInstance may spend when the store's disk is full (SQLite stores, servers only).
+    reserve: SpaceReserve | None = None
     _installation_id: str = field(default="", repr=False)
 
     def now(self) -> datetime:
@@ -107,4 +110,10 @@ def build_context(settings: Settings, *, for_server: bool = True) -> AppContext:
     _private_sqlite_file(settings)
     db = open_store(settings.effective_store_url)
     box = SecretBox.from_settings(settings.secret_key, settings.key_file)
-    return AppContext(settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings))
+    reserve = None
+    if for_server and not settings.store_url and settings.store_reserve_mb > 0:
+        reserve = SpaceReserve(settings.sqlite_path.parent, settings.store_reserve_mb << 20)
+        reserve.ensure()
+    return AppContext(
+        settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings), reserve=reserve
+    )
