@@ -100,6 +100,15 @@ class StoreCollector(Collector):
         switch = _gauge(
             "cloudmig_switchover_duration_seconds", "Duration of the switchover, request to primary.", L
         )
+        loss = _gauge(
+            "cloudmig_data_loss",
+            "1 when writes are known not to be on the new primary (rows after the cut, WAL not replayed).",
+            L,
+        )
+        loss_rows = _gauge("cloudmig_data_loss_rows", "Rows changed on the old source after the cut.", L)
+        warning = _gauge("cloudmig_task_warning", "1 while the task has a health warning (Warning field).", L)
+        slot_wal = _gauge("cloudmig_slot_retained_bytes", "WAL the task's slot keeps on the source.", L)
+        storage = _gauge("cloudmig_instance_storage_used_bytes", "Bytes the target's data directory uses.", L)
 
         for inst in insts:
             page = migration_svc.describe_tasks(
@@ -138,6 +147,20 @@ class StoreCollector(Collector):
             seconds = _num((t.evidence or {}).get("TotalSeconds"))
             if seconds is not None and t.stage is MigrateStage.SUCCESS:
                 switch.add_metric([iid], seconds)
+            data_loss = (t.evidence or {}).get("DataLoss")
+            loss.add_metric([iid], 1 if data_loss else 0)
+            rows = _num((data_loss or {}).get("RowsAfterCut"))
+            if rows is not None:
+                loss_rows.add_metric([iid], rows)
+            health = t.progress.get("Health") or {}
+            warning.add_metric([iid], 1 if health.get("Warning") and t.status is TaskStatus.RUNNING else 0)
+            for fam, value in (
+                (slot_wal, health.get("SlotRetainedBytes")),
+                (storage, health.get("StorageUsedBytes")),
+            ):
+                v = _num(value)
+                if v is not None and t.status is TaskStatus.RUNNING:
+                    fam.add_metric([iid], v)
         info = _gauge("cloudmig_build_info", "cloudmig version.", ["version"])
         info.add_metric([__version__], 1)
         return [
@@ -153,6 +176,11 @@ class StoreCollector(Collector):
             lag_s,
             wal_up,
             switch,
+            loss,
+            loss_rows,
+            warning,
+            slot_wal,
+            storage,
             info,
         ]
 

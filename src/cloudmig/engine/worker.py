@@ -48,7 +48,9 @@ class Streak:
         return float(min(2.0**self.count, MAX_BACKOFF_SECONDS))
 
 
-def run_task(tc: TaskContext, stopping: threading.Event, stages: Mapping[MigrateStage, Stage] = STAGES) -> None:
+def run_task(
+    tc: TaskContext, stopping: threading.Event, stages: Mapping[MigrateStage, Stage] = STAGES
+) -> None:
     """Work on the task until it ends, the worker is told to stop, or the lease is lost."""
     streak = Streak()
     clock, notifier = tc.ctx.clock, tc.ctx.notifier
