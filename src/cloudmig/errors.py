@@ -160,6 +160,11 @@ class AccountAlreadyExists(CloudmigError):
     default_message = "The specified account name already exists."
 
 
+class AccountNotFound(CloudmigError):
+    code, status = "InvalidAccountName.NotFound", 404
+    default_message = "The specified account does not exist."
+
+
 class QuotaExceeded(CloudmigError):
     code, status = "QuotaExceeded", 400
     default_message = "No free port is left for a new instance."
