@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     console_sample_seconds: float = Field(default=2.0, gt=0)
     console_history_points: int = Field(default=900, ge=10)
 
+    # WAL a migration's replication slot may hold on the source (MB): above the warning level it is
+    # reported, above the limit the migration stops and the slot is dropped. 0 = derived from the
+    # source's max_wal_size (domain/watermarks.py: 4x and 8x, at least 1024 and 2048 MB).
+    slot_wal_warning_mb: int = Field(default=0, ge=0)
+    slot_wal_limit_mb: int = Field(default=0, ge=0)
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "cloudmig.db"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from cloudmig.domain import classes
 from cloudmig.domain.detail import SECTION_START, SECTION_SYNC, TEXT_START, TEXT_SYNC
 from cloudmig.domain.enums import MigrateStage, ReplicationState
+from cloudmig.domain.settings_carry import SettingsCarryPlan
 from cloudmig.engine.taskctx import TaskContext
+from cloudmig.pg.carried_conf import write_source_conf
 from cloudmig.pg.conf import StandbyConf, primary_conninfo
 
 APPLICATION_NAME = "rds_db_instance"
@@ -25,7 +27,13 @@ def configure_standby(tc: TaskContext) -> list[str]:
     inst = tc.instance()
     cls = classes.lookup(inst.instance_class)
     assert cls is not None
-    return tc.ctx.provider.apply_conf(inst.id, inst.port, cls, standby=standby_conf(tc))
+    removed = tc.ctx.provider.apply_conf(inst.id, inst.port, cls, standby=standby_conf(tc))
+    # The source's configuration settings the precheck planned to carry (issue 12, part 1).
+    carry = tc.task.progress.get("SettingsCarry")
+    if carry is not None:
+        plan = SettingsCarryPlan.from_dict(carry)
+        write_source_conf(tc.ctx.provider.pgdata(inst.id), plan.carried(), user=tc.ctx.provider.user)
+    return removed
 
 
 def step(tc: TaskContext) -> float | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloudmig.checks.facts import gather_target
+from cloudmig.checks import gather_target
 from cloudmig.checks.rules import target_not_empty
 from cloudmig.engine.targets import target_spec
 from cloudmig.instances.provider import LocalInstanceProvider
