@@ -151,11 +151,12 @@ def make_pki(directory: Path, host: str = "127.0.0.1", *, owner: Any = None) -> 
     """A CA and a server certificate for `host` signed by it, written into `directory` (the key 0600,
     owned by `owner`, as PostgreSQL insists)."""
     now = datetime.datetime.now(datetime.UTC)
+    ca_name = _name(f"cloudmig test CA {x509.random_serial_number():x}")  # another CA is another name
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()
-        .subject_name(_name("cloudmig test CA"))
-        .issuer_name(_name("cloudmig test CA"))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))

@@ -17,6 +17,7 @@ from cloudmig.domain.settings_carry import (
     CarryAction,
     SettingsCarryPlan,
     SourceSetting,
+    differs_from_running,
     plan_settings_carry,
 )
 from cloudmig.domain.watermarks import slot_wal_thresholds
@@ -167,6 +168,33 @@ def test_plan_round_trips_through_json() -> None:
     )
     again = SettingsCarryPlan.from_dict(json.loads(json.dumps(plan.as_dict())))
     assert again == plan
+
+
+@pytest.mark.parametrize(
+    ("in_file", "shown", "raw", "unit", "vartype", "differs"),
+    [
+        ("4MB", "4MB", "4096", "kB", "integer", False),
+        ("4096kB", "4MB", "4096", "kB", "integer", False),
+        ("4096", "4MB", "4096", "kB", "integer", False),
+        ("24MB", "4MB", "4096", "kB", "integer", True),
+        ("128MB", "128MB", "16384", "8kB", "integer", False),
+        ("1GB", "128MB", "16384", "8kB", "integer", True),
+        ("1min", "1min", "60", "s", "integer", False),
+        ("60s", "1min", "60", "s", "integer", False),
+        ("42s", "0", "0", "ms", "integer", True),
+        ("0.5", "0.5", "0.5", None, "real", False),
+        ("true", "on", "on", None, "bool", False),
+        ("off", "on", "on", None, "bool", True),
+        ("iso, mdy", "ISO, MDY", "ISO, MDY", None, "string", False),
+        ("SQL, DMY", "ISO, MDY", "ISO, MDY", None, "string", True),
+        ("Replica", "replica", "replica", None, "enum", False),
+        ("5000", None, None, None, None, True),  # an extension setting the server does not know yet
+    ],
+)
+def test_differs_from_running(
+    in_file: str, shown: str | None, raw: str | None, unit: str | None, vartype: str | None, differs: bool
+) -> None:
+    assert differs_from_running(in_file, shown, raw, unit, vartype) is differs
 
 
 def test_source_conf_file() -> None:

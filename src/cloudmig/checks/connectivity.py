@@ -37,7 +37,7 @@ _UNREACHABLE_ERRNOS = frozenset(
 )
 # The server's (or libpq's) reason in one line of a connection error.
 _SEVERITY_RE = re.compile(r"\b(?:FATAL|ERROR|PANIC):\s+(.*)$")
-_FAILED_RE = re.compile(r"failed:\s+(.*)$")
+_FAILED_RE = re.compile(r".*failed:\s+(.*)$")  # the text after the last "failed:"
 
 
 # ---- TCP ---------------------------------------------------------------------------------------------
@@ -111,9 +111,7 @@ def server_reason(exc: BaseException, source: Source) -> str:
         reason = _normalise(" ".join(match.group(1).split()), source.host, source.port)
         if reason and reason not in reasons:
             reasons.append(reason)
-    if not reasons:
-        return describe_error(exc, source.password)
-    text = "; ".join(reasons)
+    text = "; ".join(reasons) or _normalise(" ".join(str(exc).split()), source.host, source.port)
     if source.tls.sslmode == "disable" and "no pg_hba.conf entry" in text:
         text += " (the source may accept SSL connections only; sslmode is disable)"
     return bounded_text(text, source.password)
@@ -134,6 +132,11 @@ def open_session(source: Source, dbname: str) -> Conn:
     return conn
 
 
+def _postgres_closed(text: str) -> bool:
+    """The postgres database itself is missing or closed to the account (worth trying template1)."""
+    return 'database "postgres" does not exist' in text or 'permission denied for database "postgres"' in text
+
+
 def login(source: Source) -> tuple[Conn | None, str, str | None]:
     """(session, its database, None) after a successful login, else (None, "", why). The postgres
     database is tried first; template1 only when postgres does not exist (or may not be entered)."""
@@ -144,7 +147,7 @@ def login(source: Source) -> tuple[Conn | None, str, str | None]:
         except psycopg.Error as exc:
             reason = server_reason(exc, source)
             error = reason if error is None else f"{error}; in {dbname}: {reason}"
-            if 'database "postgres"' not in str(exc):
+            if not _postgres_closed(str(exc)):
                 break
     return None, "", error
 

@@ -10,7 +10,7 @@ import psycopg
 
 from cloudmig.checks import connectivity
 from cloudmig.checks.facts import DatabaseFacts, SourceFacts, describe_error, probe
-from cloudmig.domain.settings_carry import SourceSetting
+from cloudmig.domain.settings_carry import SourceSetting, differs_from_running
 from cloudmig.pg import catalog, probes
 from cloudmig.pg.privileges import fence_privileges
 from cloudmig.pg.source import Source
@@ -104,15 +104,17 @@ def _gather_sql(source: Source, facts: SourceFacts, conn: catalog.Conn, login_db
 def _config_settings(conn: catalog.Conn, errors: dict[str, str]) -> tuple[SourceSetting, ...]:
     """Settings from the configuration files, with the file's value where it is not applied yet."""
     current = dict(catalog.config_file_settings(conn))
-    # Reading pg_file_settings needs pg_read_all_settings; without it nothing pending is known.
-    pending = probe(errors, "pending_settings", "", partial(catalog.pending_file_settings, conn)) or []
+    # pg_file_settings needs more than pg_monitor; without it nothing pending is known.
+    in_files = probe(errors, "file_settings", "", partial(catalog.file_settings, conn)) or []
     file_values: dict[str, str] = {}
-    for name, now, in_file in pending:
-        known = next((n for n in current if n.lower() == name.lower()), None)
-        if known is None:  # only in the file so far: what the source runs with is its default
-            known = name
-            current[known] = now or ""
-        file_values[known] = in_file
+    for f in in_files:
+        if not differs_from_running(f.in_file, f.shown, f.raw, f.unit, f.vartype):
+            continue
+        known = next((n for n in current if n.lower() == f.name.lower()), None)
+        if known is None:  # only in the file so far: the source runs with another value for now
+            known = f.name
+            current[known] = f.shown or ""
+        file_values[known] = f.in_file
     return tuple(SourceSetting(name, value, file_values.get(name)) for name, value in sorted(current.items()))
 
 

@@ -6,6 +6,7 @@ Each takes an open psycopg connection and returns plain values; every query is p
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -64,18 +65,39 @@ def config_file_settings(conn: Conn) -> list[tuple[str, str]]:
     return [(str(name), str(value)) for name, value in rows]
 
 
-def pending_file_settings(conn: Conn) -> list[tuple[str, str | None, str]]:
-    """(name, value now or None, value in the file) of configuration-file entries that are the last
-    for their name and not applied yet (a reload or restart pending). Needs superuser or
-    pg_read_all_settings (pg_monitor)."""
+@dataclass(frozen=True)
+class FileSetting:
+    """The last entry for a setting in the configuration files, beside what the server runs with."""
+
+    name: str
+    in_file: str  # as written in the file
+    shown: str | None  # SHOW form now (None: an unknown, e.g. extension, setting)
+    raw: str | None  # pg_settings.setting (base unit)
+    unit: str | None
+    vartype: str | None
+
+
+def file_settings(conn: Conn) -> list[FileSetting]:
+    """The last valid configuration-file entry of every setting (pg_file_settings re-reads the files,
+    so this includes what is not applied yet). Needs superuser, or SELECT on pg_file_settings and
+    EXECUTE on pg_show_all_file_settings()."""
     rows = _rows(
         conn,
-        "SELECT f.name, current_setting(f.name, true), f.setting FROM ("
-        " SELECT DISTINCT ON (lower(name)) name, setting, applied FROM pg_file_settings"
-        " WHERE error IS NULL ORDER BY lower(name), seqno DESC) f"
-        " WHERE NOT f.applied ORDER BY f.name",
+        "SELECT f.name, f.setting, current_setting(f.name, true), s.setting, s.unit, s.vartype FROM ("
+        " SELECT DISTINCT ON (lower(name)) name, setting, error FROM pg_file_settings"
+        " ORDER BY lower(name), seqno DESC) f"
+        " LEFT JOIN pg_settings s ON lower(s.name) = lower(f.name)"
+        " WHERE f.error IS NULL OR f.error = 'setting could not be applied'"
+        " ORDER BY f.name",
     )
-    return [(str(n), None if now is None else str(now), "" if f is None else str(f)) for n, now, f in rows]
+    return [
+        FileSetting(str(name), str(in_file or ""), _text(shown), _text(raw), _text(unit), _text(vartype))
+        for name, in_file, shown, raw, unit, vartype in rows
+    ]
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def wal_senders_in_use(conn: Conn) -> int:
