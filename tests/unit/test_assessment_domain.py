@@ -13,11 +13,11 @@ from cloudmig.checks.connectivity import server_reason
 from cloudmig.domain.checks import CheckResult, render_report, report_lines
 from cloudmig.domain.enums import CheckLevel
 from cloudmig.domain.fence import FenceMethod, FencePrivileges, choose_fence, fence_grants, quote_role
+from cloudmig.domain.setting_values import differs_from_running
 from cloudmig.domain.settings_carry import (
     CarryAction,
     SettingsCarryPlan,
     SourceSetting,
-    differs_from_running,
     plan_settings_carry,
 )
 from cloudmig.domain.watermarks import slot_wal_thresholds

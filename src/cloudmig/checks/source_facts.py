@@ -10,7 +10,8 @@ import psycopg
 
 from cloudmig.checks import connectivity
 from cloudmig.checks.facts import DatabaseFacts, SourceFacts, describe_error, probe
-from cloudmig.domain.settings_carry import SourceSetting, differs_from_running
+from cloudmig.domain.setting_values import differs_from_running
+from cloudmig.domain.settings_carry import SourceSetting
 from cloudmig.pg import catalog, probes
 from cloudmig.pg.privileges import fence_privileges
 from cloudmig.pg.source import Source
