@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 
 from cloudmig import errors
-from cloudmig.checks.facts import gather_target
+from cloudmig.checks import gather_target
 from cloudmig.checks.rules import target_not_empty
 from cloudmig.domain.detail import Event
 from cloudmig.domain.enums import (
