@@ -315,10 +315,13 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     # While writes arrive the switchover is refused, and the way out is named as the CLI's flag.
     stop_writes = threading.Event()
 
+    source.sql("CREATE TABLE cli_writes (at timestamptz)")
+    source.sql("GRANT INSERT ON cli_writes TO migratetest")
+
     def write_until_stopped() -> None:
-        with source.connect() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS cli_writes (at timestamptz)")
-            while not stop_writes.wait(0.02):
+        # As the application would (and as in test_switchover): a client over TCP.
+        with source.connect_tcp("migratetest", MIGRATION_PASSWORD) as conn:
+            while not stop_writes.wait(0.01):
                 conn.execute("INSERT INTO cli_writes VALUES (now())")
 
     writer = threading.Thread(target=write_until_stopped, daemon=True)
