@@ -14,13 +14,14 @@ from cloudmig.cli.output import (
     OutputFormat,
     OutputOpt,
     Refused,
+    command_group,
     handle_errors,
     print_fields,
     print_json,
     print_table,
 )
 
-instance_app = typer.Typer(help="Managed PostgreSQL instances (the migration targets).", no_args_is_help=True)
+instance_app = command_group("Managed PostgreSQL instances (the migration targets).")
 
 InstanceArg = Annotated[str, typer.Argument(metavar="INSTANCE", help="Instance ID (pgm-...).")]
 
@@ -39,6 +40,11 @@ def wait_status(api: Api, instance_id: str, want: str, timeout: float) -> dict[s
         time.sleep(1)
 
 
+def created_at(i: dict[str, Any]) -> Any:
+    # DescribeDBInstances names it CreateTime, DescribeDBInstanceAttribute CreationTime.
+    return i.get("CreationTime") or i.get("CreateTime")
+
+
 def _row(i: dict[str, Any]) -> list[Any]:
     return [
         i.get("DBInstanceId"),
@@ -46,7 +52,7 @@ def _row(i: dict[str, Any]) -> list[Any]:
         i.get("EngineVersion"),
         i.get("DBInstanceClass"),
         f"{i.get('ConnectionString')}:{i.get('Port')}",
-        i.get("CreateTime"),
+        created_at(i),
         i.get("DBInstanceDescription") or "",
     ]
 
@@ -113,7 +119,7 @@ def show(instance_id: InstanceArg, output: OutputOpt = OutputFormat.TABLE) -> No
             ("Storage", f"{inst.get('DBInstanceStorage')} GB"),
             ("Max connections", inst.get("MaxConnections")),
             ("Address", f"{inst.get('ConnectionString')}:{inst.get('Port')}"),
-            ("Created", inst.get("CreateTime")),
+            ("Created", created_at(inst)),
             ("Description", inst.get("DBInstanceDescription") or ""),
         ]
     )
