@@ -339,6 +339,8 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     # Switch over (the source is idle): the command follows it to success.
     r = cli("migrate", "switch", instance_id, "--yes", "--interval", "0.5", timeout=300)
     assert re.search(r"stage success  replication finish  status succeeded", r.stdout), r.stdout
+    # It ends saying how to connect, and how to give a password to a role that came without one.
+    assert f"127.0.0.1:{shown['Port']}" in r.stderr and "cloudmig account reset-password" in r.stderr
     done = cli.json("migrate", "show", instance_id)
     assert (done["MigrateStage"], done["ReplicationState"], done["Status"]) == (
         "success",
@@ -360,6 +362,43 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     r = cli("migrate", "switch", instance_id, "--yes", code=1)
     assert "IncorrectDBInstanceState" in one_line_error(r.stderr)
 
+    # A way in: an account made with the CLI (password from a variable, never a flag) logs in over
+    # TCP, and the source's owner, which came without a password, gets one.
+    r = cli(
+        "account",
+        "create",
+        instance_id,
+        "--name",
+        "app_user",
+        "--password-env",
+        "APP_PW",
+        APP_PW="App_Pass_9",
+    )
+    assert f"-p {shown['Port']} -U app_user" in r.stdout
+    cli(
+        "account",
+        "reset-password",
+        instance_id,
+        "--name",
+        "postgres",
+        CLOUDMIG_ACCOUNT_PASSWORD="Owner_Pass_9",
+    )
+    for user, password in (("app_user", "App_Pass_9"), ("postgres", "Owner_Pass_9")):
+        with psycopg.connect(
+            host="127.0.0.1", port=int(shown["Port"]), user=user, password=password, dbname="postgres"
+        ) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    r = cli(
+        "account",
+        "reset-password",
+        instance_id,
+        "--name",
+        "nobody",
+        CLOUDMIG_ACCOUNT_PASSWORD="X_Pass_9",
+        code=1,
+    )
+    assert "InvalidAccountName.NotFound" in one_line_error(r.stderr)
+
     # The live view, on a terminal: stage timeline, full-copy bar, replication block, last events.
     screen = cli.in_terminal("migrate", "watch", instance_id)
     for text in ("✓ success", "full copy", "replication", "last events", "MiB of", "promoted"):
@@ -368,9 +407,10 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     cli("instance", "delete", instance_id, "--yes", "--wait")
     assert instance_id not in cli("instance", "list").stdout
 
-    # The password never appeared in anything the CLI printed.
+    # No password ever appeared in anything the CLI printed.
     for out in cli.outputs:
-        assert MIGRATION_PASSWORD not in out
+        for secret in (MIGRATION_PASSWORD, "App_Pass_9", "Owner_Pass_9"):
+            assert secret not in out
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ import typer
 import uvicorn
 
 from cloudmig.cli import client as client_config
+from cloudmig.cli.account import account_app
 from cloudmig.cli.config import config_app
 from cloudmig.cli.demo import demo
 from cloudmig.cli.instance import instance_app
@@ -41,6 +42,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(instance_app, name="instance")
 app.add_typer(precheck_app, name="precheck")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(account_app, name="account")
 app.add_typer(config_app, name="config")
 app.command("demo")(demo)
 

@@ -28,6 +28,8 @@ from cloudmig.cli.sourceopts import (
     SourceAccountOpt,
     SourceHostOpt,
     SourcePortOpt,
+    SslModeOpt,
+    SslRootCertOpt,
     TaskNameOpt,
     source_args,
 )
@@ -103,6 +105,8 @@ def create(
     task_name: TaskNameOpt = None,
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
+    ssl_mode: SslModeOpt = None,
+    ssl_root_cert: SslRootCertOpt = None,
     follow: Annotated[bool, typer.Option("--watch", help="Then watch it (see `migrate watch`).")] = False,
     until: UntilOpt = "streaming",
     interval: IntervalOpt = 1.0,
@@ -110,7 +114,15 @@ def create(
 ) -> None:
     """Start migrating a source into an (empty, Running) instance."""
     src = source_args(
-        source_host, source_port, source_account, source_category, task_name, password_file, password_env
+        source_host,
+        source_port,
+        source_account,
+        source_category,
+        task_name,
+        password_file,
+        password_env,
+        ssl_mode,
+        ssl_root_cert,
     )
     api = api_from_env()
     created = api.create_migration(instance_id, src)
@@ -210,8 +222,27 @@ def switch(
         bool, typer.Option("--watch/--no-watch", help="Watch until it succeeds or fails.")
     ] = True,
     interval: IntervalOpt = 1.0,
+    timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=10,
+            max=3600,
+            help="Bound on fencing the source and the target's catch-up (SwitchoverTimeout; default 60).",
+        ),
+    ] = None,
+    fence: Annotated[
+        bool,
+        typer.Option(
+            "--fence/--no-fence",
+            help="Make the source read-only while switching when the account may (default), or never "
+            "(then stop the application's writes first).",
+        ),
+    ] = True,
 ) -> None:
-    """Switch over: promote the instance once the source's writes have stopped and been replayed."""
+    """Switch over: fence the source (or prove its writes stopped), wait until the target replayed
+    everything, promote it."""
     if force:
         typer.echo(f"warning: {FORCE_WARNING}", err=True)
     if not yes:
@@ -225,10 +256,24 @@ def switch(
         typer.confirm(question, abort=True)
     api = api_from_env()
     try:
-        resp = api.switchover(instance_id, force=force)
+        resp = api.switchover(instance_id, force=force, timeout=timeout, fence=fence)
     except Refused as exc:
         raise Refused(cli_wording(str(exc))) from None
     typer.echo(f"switchover of {instance_id} requested (task {resp.get('TaskId')})", err=True)
     if follow:
-        code, _ = run_watch(api, instance_id, int(resp["TaskId"]), "end", interval)
+        code, item = run_watch(api, instance_id, int(resp["TaskId"]), "end", interval)
+        if status_of(item) == "succeeded":
+            for line in how_to_connect(api.instance(instance_id), instance_id):
+                typer.echo(line, err=True)
         raise typer.Exit(code)
+
+
+def how_to_connect(attr: dict[str, Any], instance_id: str) -> list[str]:
+    address = f"{attr.get('ConnectionString')}:{attr.get('Port')}"
+    return [
+        f"The new primary is {instance_id} at {address}: psql -h {attr.get('ConnectionString')} "
+        f"-p {attr.get('Port')} -U <role> <database>.",
+        "The source's roles and passwords came along with the copy. A role that had no password (the "
+        f"Debian `postgres` owner uses peer authentication) gets one with `cloudmig account reset-password "
+        f"{instance_id} --name <role>`; `cloudmig account create` makes a new one.",
+    ]

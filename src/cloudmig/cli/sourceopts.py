@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cloudmig.cli.client import SourceArgs
+from cloudmig.cli.output import CliError
 from cloudmig.cli.secrets import PasswordEnvOpt, PasswordFileOpt, read_source_password
 
 SourceHostOpt = Annotated[
@@ -27,6 +28,21 @@ CategoryOpt = Annotated[
     ),
 ]
 TaskNameOpt = Annotated[str | None, typer.Option("--task-name", metavar="NAME", help="A name for the task.")]
+SslModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ssl-mode",
+        metavar="MODE",
+        help="TLS to the source: disable, prefer, require, verify-ca or verify-full "
+        "(default: the service's, by category).",
+    ),
+]
+SslRootCertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ssl-root-cert", metavar="FILE", help="PEM file of the CA(s) that sign the source's certificate."
+    ),
+]
 
 
 def source_args(
@@ -37,7 +53,15 @@ def source_args(
     task_name: str | None,
     password_file: Path | None,
     password_env: str | None,
+    ssl_mode: str | None = None,
+    ssl_root_cert: Path | None = None,
 ) -> SourceArgs:
+    pem = None
+    if ssl_root_cert is not None:
+        try:
+            pem = ssl_root_cert.read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read {ssl_root_cert}: {exc.strerror}") from None
     return SourceArgs(
         host=host,
         port=port,
@@ -45,6 +69,8 @@ def source_args(
         password=read_source_password(password_file, password_env),
         category=category,
         task_name=task_name,
+        ssl_mode=ssl_mode,
+        ssl_root_cert=pem,
     )
 
 
@@ -55,6 +81,8 @@ __all__ = [
     "SourceAccountOpt",
     "SourceHostOpt",
     "SourcePortOpt",
+    "SslModeOpt",
+    "SslRootCertOpt",
     "TaskNameOpt",
     "source_args",
 ]

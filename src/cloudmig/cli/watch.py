@@ -109,6 +109,28 @@ def _evidence(item: dict[str, Any]) -> dict[str, Any]:
     return ev if isinstance(ev, dict) else {}
 
 
+def data_loss_text(item: dict[str, Any]) -> str | None:
+    """What the new primary is known to miss (the DataLoss extension field), or None."""
+    loss = item.get("DataLoss")
+    if not isinstance(loss, dict) or not loss:
+        return None
+    parts = []
+    if loss.get("RowsAfterCut"):
+        parts.append(f"{loss['RowsAfterCut']} row change(s) written to the old source after the cut")
+    if loss.get("BytesNotReplayed"):
+        parts.append(f"{human_bytes(loss['BytesNotReplayed'])} of the source's WAL not replayed")
+    what = " and ".join(parts) or "writes"
+    return f"DATA LOSS: {what} are not on the new primary (detected {loss.get('DetectedAt') or '-'})"
+
+
+def status_label(item: dict[str, Any]) -> tuple[str, str]:
+    """The status as the header shows it, and its colour: a switchover that lost writes is not green."""
+    status = status_of(item)
+    if status == "succeeded" and data_loss_text(item):
+        return "succeeded with DATA LOSS", "bold red"
+    return status, {"running": "yellow", "succeeded": "green"}.get(status, "red")
+
+
 def switchover_summary(item: dict[str, Any]) -> str | None:
     """Where a finished switchover cut and promoted, from the task's evidence; None before one."""
     ev = _evidence(item)
@@ -155,13 +177,15 @@ def replication_block(item: dict[str, Any]) -> RenderableType:
 
 
 def render_view(item: dict[str, Any], instance_id: str) -> RenderableType:
-    status = status_of(item)
+    status, colour = status_label(item)
     head = Text()
     head.append(f"task {item.get('TaskId')} {item.get('TaskName', '')}", style="bold")
     head.append(f"  on {instance_id}  ")
-    head.append(status, style={"running": "yellow", "succeeded": "green"}.get(status, "red"))
+    head.append(status, style=colour)
     if item.get("Reason"):
         head.append(f"  {item['Reason']}", style="red")
+    if item.get("Warning"):
+        head.append(f"\nwarning: {item['Warning']}", style="yellow")
     detail = Text("\n".join(detail_tail(item)) or "(no events yet)", style="dim")
     return Group(
         head,
@@ -199,8 +223,11 @@ class PlainPrinter:
         now = time.monotonic()
         changed = key != self._last_key
         if changed:
-            self._emit(f"stage {key[0]}  replication {key[1]}  status {key[2]}")
+            self._emit(f"stage {key[0]}  replication {key[1]}  status {status_label(item)[0]}")
             self._last_key = key
+            loss = data_loss_text(item)
+            if loss:
+                self._emit(loss)
         if changed or final or now - self._last_progress >= self.every:
             self._last_progress = now
             line = progress_line(item)
@@ -318,12 +345,17 @@ def summary_rows(item: dict[str, Any]) -> Sequence[tuple[str, Any]]:
         ("Task", f"{item.get('TaskId')} {item.get('TaskName', '')}"),
         ("Instance", item.get("TargetInstanceName")),
         ("Source", f"{item.get('SourceAccount')}@{item.get('SourceIpAddress')}:{item.get('SourcePort')}"),
-        ("Status", status_of(item)),
+        ("Status", status_label(item)[0]),
         ("Stage", stage_of(item)),
         ("Replication", item.get("ReplicationState")),
     ]
     if item.get("Reason"):
         rows.append(("Reason", item["Reason"]))
+    loss = data_loss_text(item)
+    if loss:
+        rows.append(("Data loss", loss))
+    if item.get("Warning"):
+        rows.append(("Warning", item["Warning"]))
     if bb:
         rows.append(
             (
