@@ -3,7 +3,6 @@ badges and evidence card. A clean switchover shows none of it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,7 +82,7 @@ def test_a_forced_switchover_without_the_source_says_what_is_unknown() -> None:
     assert "forced" in rows["ev-fence"]
     # Unknown is not loss that was detected: no badge until the watch or the bytes say so.
     assert task_summary(_task(evidence))["badge"] == "succeeded"
-    with_bytes = replace(
-        _task({**evidence, "DataLoss": {"BytesNotReplayed": 4096, "DetectedAt": "2026-01-01T12:00:00Z"}})
+    with_bytes = _task(
+        {**evidence, "DataLoss": {"BytesNotReplayed": 4096, "DetectedAt": "2026-01-01T12:00:00Z"}}
     )
     assert task_summary(with_bytes)["badge"] == "dataloss"
