@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from tests.support.pgcluster import (
     DEFAULT_HBA,
+    DEFAULT_MAJOR,
     DEFAULT_PASSWORD,
     SourceCluster,
     free_port,
@@ -28,6 +29,7 @@ from cloudmig.domain.checks import CheckResult, render_report
 from cloudmig.domain.classes import CATALOGUE as CLASSES
 from cloudmig.domain.classes import InstanceClass
 from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.pg.compat import MAX_MAJOR
 from cloudmig.pg.conf import make_dir
 from cloudmig.pg.runner import run
 
@@ -111,7 +113,7 @@ class Target:
 
 
 @contextlib.contextmanager
-def make_target(base: Path, instance_id: str, major: int = 15) -> Iterator[Target]:
+def make_target(base: Path, instance_id: str, major: int = DEFAULT_MAJOR) -> Iterator[Target]:
     provider = LocalInstanceProvider(make_settings(base))
     port = free_port()
     try:
@@ -123,8 +125,8 @@ def make_target(base: Path, instance_id: str, major: int = 15) -> Iterator[Targe
 
 @pytest.fixture(scope="module")
 def target(pg_base_dir: Path) -> Iterator[Target]:
-    """An empty PostgreSQL 15 instance created by the local provider (never changed by a test)."""
-    with make_target(pg_base_dir, "pgmassess15") as tgt:
+    """An empty instance of DEFAULT_MAJOR created by the local provider (never changed by a test)."""
+    with make_target(pg_base_dir, "pgmassess") as tgt:
         yield tgt
 
 
@@ -136,7 +138,7 @@ def make_source(
     base: Path,
     settings: Mapping[str, object] | None = None,
     *,
-    major: int = 15,
+    major: int = DEFAULT_MAJOR,
     prepare: Callable[[SourceCluster], None] | None = None,
 ) -> Iterator[SourceCluster]:
     """A source with the migration account; `prepare` runs before its first start when given."""
@@ -371,15 +373,16 @@ def test_account_not_in_pg_monitor(healthy: SourceCluster, target: Target) -> No
 
 
 def test_major_version_differs(pg_base_dir: Path, target: Target) -> None:
-    runnable_bin_dir(16)
-    with make_source(pg_base_dir, HEALTHY_SETTINGS, major=16) as cluster:
+    other = DEFAULT_MAJOR + 1 if DEFAULT_MAJOR < MAX_MAJOR else DEFAULT_MAJOR - 1
+    runnable_bin_dir(other)
+    with make_source(pg_base_dir, HEALTHY_SETTINGS, major=other) as cluster:
         _, report = assess(spec_of(cluster), target.spec())
     assert_fails(
         report,
-        "Check major version consistent: error(error:source major version 16 is not consistent with rds major"
-        " version 15)",
+        f"Check major version consistent: error(error:source major version {other} is not consistent with"
+        f" rds major version {DEFAULT_MAJOR})",
     )
-    # Everything else about this source is fine: it was gathered from a 16 server all the same.
+    # Everything else about this source is fine: it was gathered from the other server all the same.
     assert line_of(report, "Check wal level") == "Check wal level: success"
     assert line_of(report, "Check extensions supported") == "Check extensions supported: success"
 

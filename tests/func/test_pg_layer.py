@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from tests.support.pgcluster import (
+    DEFAULT_MAJOR,
     TRICKY_PASSWORD,
     SourceCluster,
     free_port,
@@ -29,11 +30,11 @@ from cloudmig.pg.sql import connect_replication, connect_socket, connect_source
 pytestmark = pytest.mark.func
 
 
-def test_find_bin_dir_15() -> None:
-    bin_dir = find_bin_dir(15)
+def test_find_bin_dir_of_the_default_major() -> None:
+    bin_dir = find_bin_dir(DEFAULT_MAJOR)
     assert (bin_dir / "postgres").is_file()
-    assert server_major(bin_dir) == 15
-    assert find_bin_dir(15, [Path("/nonexistent/bin")]) == bin_dir
+    assert server_major(bin_dir) == DEFAULT_MAJOR
+    assert find_bin_dir(DEFAULT_MAJOR, [Path("/nonexistent/bin")]) == bin_dir
 
 
 def test_find_bin_dir_unknown_major() -> None:
@@ -42,7 +43,7 @@ def test_find_bin_dir_unknown_major() -> None:
 
 
 def test_run_raises_with_command_and_stderr() -> None:
-    bin_dir = find_bin_dir(15)
+    bin_dir = find_bin_dir(DEFAULT_MAJOR)
     with pytest.raises(PgCommandError) as info:
         run([bin_dir / "pg_ctl", "status", "-D", "/nonexistent/pgdata"], user=os_user_for_tests())
     assert info.value.command == "pg_ctl"
@@ -90,7 +91,7 @@ def _managed(tmp: Path, port: int, **kw: object) -> ManagedConf:
 
 def test_ctl_lifecycle_is_idempotent(pg_base_dir: Path) -> None:
     user = os_user_for_tests()
-    bin_dir = find_bin_dir(15)
+    bin_dir = find_bin_dir(DEFAULT_MAJOR)
     tmp = Path(tempfile.mkdtemp(prefix="ctl-", dir=pg_base_dir))
     make_dir(tmp, user=user)
     pgdata, sock = tmp / "pgdata", tmp / "sock"
@@ -166,7 +167,7 @@ def test_probes_on_a_source(source_cluster: SourceCluster) -> None:
     src = source_cluster
     src.create_migration_account("migratetest", password="pw")
     with connect_source(src.host, src.port, "migratetest", "pw") as conn:
-        assert probes.server_version_num(conn) // 10000 == 15
+        assert probes.server_version_num(conn) // 10000 == DEFAULT_MAJOR == probes.server_major(conn)
         assert not probes.is_in_recovery(conn)
         assert probes.replay_lsn(conn) is None
         assert probes.wal_receiver(conn) is None

@@ -75,7 +75,7 @@ def step(tc: TaskContext) -> float | None:
     target = provider.wipe_pgdata(inst.id, inst.major)
     recorder = ProgressRecorder(tc)
     run_basebackup(
-        provider.bin_dir(inst.major),
+        provider.basebackup_dir(inst.major),
         target,
         tc.source_endpoint(),
         tc.slot_name,
