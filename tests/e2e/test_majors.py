@@ -2,11 +2,13 @@
 same EngineVersion, streaming, rows written while streaming, switchover, and the slot gone.
 
 The majors besides the distribution's come from tools/install-pg-majors (`make test` runs it); a
-major whose binaries are not here is skipped, and the skip reason says what is missing."""
+major whose binaries are not here is skipped, and the skip reason says what is missing, unless it is
+listed in CLOUDMIG_TEST_REQUIRE_MAJORS (CI lists them all): then the test fails."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +29,36 @@ from tests.support.flows import (
     wait_running,
     wait_streaming,
 )
-from tests.support.pgcluster import SourceCluster, bin_dirs_for_tests, make_base_dir, usable_bin_dir
+from tests.support.pgcluster import (
+    SourceCluster,
+    bin_dirs_for_tests,
+    make_base_dir,
+    os_user_for_tests,
+    usable_bin_dir,
+)
 
 pytestmark = pytest.mark.e2e
 
 ROWS_BEFORE = 500
 ROWS_WHILE_STREAMING = 50
+REQUIRED = {int(m) for m in os.environ.get("CLOUDMIG_TEST_REQUIRE_MAJORS", "").split()}
 
 
 def _require(major: int) -> None:
-    """Skip, saying why, unless this machine can run a migration of `major`."""
+    """Skip (or fail, where `major` is required), saying why, unless this machine can run a
+    migration of `major`."""
     bin_dir, why = usable_bin_dir(major)
     if bin_dir is None:
-        pytest.skip(why)
-    try:
-        find_basebackup(major, bin_dirs_for_tests())
-    except PgBinariesNotFound as exc:
-        pytest.skip(f"PostgreSQL {major}: {exc}")
+        missing = why
+    else:
+        try:
+            find_basebackup(major, bin_dirs_for_tests(), user=os_user_for_tests())
+            return
+        except PgBinariesNotFound as exc:
+            missing = f"PostgreSQL {major}: {exc}"
+    if major in REQUIRED:
+        pytest.fail(f"{missing} (required by CLOUDMIG_TEST_REQUIRE_MAJORS)")
+    pytest.skip(missing)
 
 
 def _target(attr: Any) -> psycopg.Connection[Any]:

@@ -5,10 +5,11 @@ independent of what this machine has installed."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
-from tests.support.pgcluster import DEFAULT_MAJOR
+from tests.support.pgcluster import DEFAULT_MAJOR, make_base_dir, os_user_for_tests
 
 from cloudmig.pg.binaries import (
     PgBinariesNotFound,
@@ -65,6 +66,23 @@ def test_find_basebackup_refuses_only_older_ones(tmp_path: Path) -> None:
         PgBinariesNotFound, match=r"no pg_basebackup of PostgreSQL 60 or newer.*PostgreSQL 59"
     ):
         find_basebackup(60, [older])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_programs_the_postgresql_user_cannot_run_are_passed_over(tmp_path: Path) -> None:
+    # tmp_path is under a 0700 root directory: root runs these, the postgres OS user cannot reach them.
+    user = os_user_for_tests()
+    hidden = _fake(tmp_path / "b70", "70.0", ("pg_basebackup", *SERVER))
+    base = make_base_dir()
+    try:
+        reachable = _fake(base / "b71", "71.0", ("pg_basebackup",))
+        assert find_basebackup(70, [hidden, reachable]) == hidden / "pg_basebackup"
+        assert find_basebackup(70, [hidden, reachable], user=user) == reachable / "pg_basebackup"
+        assert find_bin_dir(70, [hidden]) == hidden
+        with pytest.raises(PgBinariesNotFound, match="could not execute"):
+            find_bin_dir(70, [hidden], user=user)
+    finally:
+        shutil.rmtree(base)
 
 
 def test_the_distributions_major_is_installed() -> None:

@@ -98,12 +98,12 @@ class LocalInstanceProvider:
 
     def bin_dir(self, major: int) -> Path:
         """postgres/initdb/pg_ctl of `major`: an instance always runs its own major's server."""
-        return find_bin_dir(major, self.settings.pg_bin_dirs)
+        return find_bin_dir(major, self.settings.pg_bin_dirs, user=self.user)
 
     def basebackup_dir(self, major: int) -> Path:
         """The directory of a pg_basebackup that copies a source of `major`: that major's, else the
         nearest newer one (a directory of server binaries need not have one)."""
-        return find_basebackup(major, self.settings.pg_bin_dirs).parent
+        return find_basebackup(major, self.settings.pg_bin_dirs, user=self.user).parent
 
     # ---- directories --------------------------------------------------------------------------
 

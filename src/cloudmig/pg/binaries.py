@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from cloudmig.pg.runner import PgCommandError, run
+from cloudmig.pg.runner import OsUser, PgCommandError, run
 
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 SERVER_PROGRAMS = ("postgres", "initdb", "pg_ctl")
@@ -34,28 +34,30 @@ _MAJOR_GLOBS = (
 )
 
 _lock = threading.Lock()
-_dir_cache: dict[tuple[int, tuple[Path, ...]], Path] = {}
-_basebackup_cache: dict[tuple[int, tuple[Path, ...]], Path] = {}
-# Program path → (mtime_ns, major): `--version` runs once per binary and process.
-_version_cache: dict[Path, tuple[int, int]] = {}
+_dir_cache: dict[tuple[int, tuple[Path, ...], int | None], Path] = {}
+_basebackup_cache: dict[tuple[int, tuple[Path, ...], int | None], Path] = {}
+# (program path, uid it ran as) → (mtime_ns, major): `--version` runs once per binary and process.
+_version_cache: dict[tuple[Path, int | None], tuple[int, int]] = {}
 
 
 class PgBinariesNotFound(Exception):
     """No directory with PostgreSQL binaries of the requested major version."""
 
 
-def program_major(program: Path) -> int:
-    """Major version of a PostgreSQL program from its `--version` (postgres allows it as root).
-    9.6 comes back as 96, so that it is never confused with another 9.x."""
+def program_major(program: Path, user: OsUser | None = None) -> int:
+    """Major version of a PostgreSQL program from its `--version` (postgres allows it as root),
+    run as `user` when given, which proves that user can run it. 9.6 comes back as 96, so that it
+    is never confused with another 9.x."""
     try:
         mtime = program.stat().st_mtime_ns
     except OSError as exc:
         raise PgBinariesNotFound(f"{program}: {exc.strerror}") from exc
+    key = (program, None if user is None else user.uid)
     with _lock:
-        cached = _version_cache.get(program)
+        cached = _version_cache.get(key)
     if cached is not None and cached[0] == mtime:
         return cached[1]
-    out = run([program, "--version"], user=None, timeout=30).stdout
+    out = run([program, "--version"], user=user, timeout=30).stdout
     match = _VERSION_RE.search(out)
     if match is None:
         raise PgBinariesNotFound(f"{program}: unexpected version output {out.strip()!r}")
@@ -63,13 +65,13 @@ def program_major(program: Path) -> int:
     if major < 10 and match.group(2) is not None:
         major = major * 10 + int(match.group(2))
     with _lock:
-        _version_cache[program] = (mtime, major)
+        _version_cache[key] = (mtime, major)
     return major
 
 
-def server_major(bin_dir: Path) -> int:
-    """Major version of `bin_dir/postgres`."""
-    return program_major(bin_dir / "postgres")
+def server_major(bin_dir: Path, user: OsUser | None = None) -> int:
+    """Major version of `bin_dir/postgres` (run as `user` when given)."""
+    return program_major(bin_dir / "postgres", user)
 
 
 def as_bin_dir(entry: Path) -> Path:
@@ -152,9 +154,10 @@ def _has_server(bin_dir: Path) -> bool:
     return all((bin_dir / name).is_file() for name in SERVER_PROGRAMS)
 
 
-def find_bin_dir(major: int, extra_dirs: Sequence[Path] = ()) -> Path:
-    """The first directory holding postgres/initdb/pg_ctl whose server is `major`."""
-    key = (major, tuple(extra_dirs))
+def find_bin_dir(major: int, extra_dirs: Sequence[Path] = (), *, user: OsUser | None = None) -> Path:
+    """The first directory holding postgres/initdb/pg_ctl whose server is `major` (and that `user`
+    can run, when given)."""
+    key = (major, tuple(extra_dirs), None if user is None else user.uid)
     with _lock:
         cached = _dir_cache.get(key)
     if cached is not None:
@@ -164,7 +167,7 @@ def find_bin_dir(major: int, extra_dirs: Sequence[Path] = ()) -> Path:
         if not _has_server(directory):
             continue
         try:
-            found = server_major(directory)
+            found = server_major(directory, user)
         except (PgCommandError, PgBinariesNotFound) as exc:
             looked.append(f"{directory} ({exc})")
             continue
@@ -179,10 +182,11 @@ def find_bin_dir(major: int, extra_dirs: Sequence[Path] = ()) -> Path:
     )
 
 
-def find_basebackup(min_major: int, extra_dirs: Sequence[Path] = ()) -> Path:
-    """A pg_basebackup able to copy a server of `min_major`: of that major if there is one, else
-    of the nearest newer major (older ones refuse newer servers). Returns the program's path."""
-    key = (min_major, tuple(extra_dirs))
+def find_basebackup(min_major: int, extra_dirs: Sequence[Path] = (), *, user: OsUser | None = None) -> Path:
+    """A pg_basebackup able to copy a server of `min_major` (and that `user` can run, when given):
+    of that major if there is one, else of the nearest newer major (older ones refuse newer
+    servers). Returns the program's path."""
+    key = (min_major, tuple(extra_dirs), None if user is None else user.uid)
     with _lock:
         cached = _basebackup_cache.get(key)
     if cached is not None:
@@ -201,7 +205,7 @@ def find_basebackup(min_major: int, extra_dirs: Sequence[Path] = ()) -> Path:
         if not program.is_file():
             continue
         try:
-            found = program_major(program)
+            found = program_major(program, user)
         except (PgCommandError, PgBinariesNotFound) as exc:
             looked.append(f"{program} ({exc})")
             continue
