@@ -18,6 +18,7 @@ from tests.support.pgcluster import (
     SourceCluster,
     free_port,
     os_user_for_tests,
+    runnable_bin_dir,
 )
 
 from cloudmig.pg import ctl, probes
@@ -194,6 +195,27 @@ def test_probes_on_a_source(source_cluster: SourceCluster) -> None:
         assert not probes.slot_exists(conn, "cloudmig_task_1")
         assert probes.tablespace_locations(conn) == {}
         assert probes.bootstrap_superuser(conn) == "postgres"
+
+
+@pytest.mark.parametrize("major", [10, 12])
+def test_probes_on_majors_before_13(pg_base_dir: Path, major: int) -> None:
+    # The queries whose columns or functions are newer than the server (see pg/compat.py).
+    runnable_bin_dir(major)
+    src = SourceCluster.create(pg_base_dir, major=major)
+    try:
+        src.create_migration_account("migratetest", password="pw")
+        with connect_source(src.host, src.port, "migratetest", "pw") as conn:
+            assert probes.server_major(conn) == major
+            assert probes.wal_receiver(conn) is None
+            probes.create_physical_slot(conn, "cloudmig_task_2")
+            info = probes.slot_info(conn, "cloudmig_task_2")
+            assert info is not None and info["restart_lsn"] and info["wal_status"] == ""
+            probes.drop_slot(conn, "cloudmig_task_2")
+            if major < 12:
+                with pytest.raises(probes.PromoteUnsupported):
+                    probes.promote(conn)
+    finally:
+        src.destroy()
 
 
 def test_source_cluster_restart_keeps_data(source_cluster: SourceCluster) -> None:
