@@ -237,6 +237,8 @@ def test_create_db_instance(world: World, name: str) -> None:
     assert err_status(err) == ("MissingParameter", 400) and '"Engine"' in err.message
     err = f.error("CreateDBInstance", instance_params(Engine="MySQL"))
     assert err_status(err) == ("InvalidEngine.Malformed", 400)
+    err = f.error("CreateDBInstance", instance_params(EngineVersion="9.6"))
+    assert err_status(err) == ("InvalidEngineVersion.Malformed", 400) and "10 to 18" in err.message
     err = f.error("CreateDBInstance", instance_params(DBInstanceStorage="lots"))
     assert err_status(err) == ("InvalidParameter", 400) and '"DBInstanceStorage"' in err.message
 

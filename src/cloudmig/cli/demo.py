@@ -356,7 +356,7 @@ def demo(
     scale: Annotated[int, typer.Option(min=1, help="pgbench scale of the source (about 16 MB each).")] = 1,
     pg_major: Annotated[
         int | None,
-        typer.Option("--pg-major", help="PostgreSQL major version to use [default: the distribution's]."),
+        typer.Option("--pg-major", help="PostgreSQL major version to use (default: the distribution's)."),
     ] = None,
     keep: Annotated[
         bool, typer.Option("--keep", help="Leave the source, service and files running.")

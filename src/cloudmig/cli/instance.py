@@ -59,7 +59,7 @@ def create(
     storage: Annotated[int, typer.Option("--storage", min=1, help="Storage quota in GB.")] = 20,
     engine_version: Annotated[
         str | None,
-        typer.Option("--engine-version", help="PostgreSQL major [default: this host's distribution's]."),
+        typer.Option("--engine-version", help="PostgreSQL major (default: this host's distribution's)."),
     ] = None,
     description: Annotated[str | None, typer.Option(help="A note to recognise it by.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is Running.")] = True,

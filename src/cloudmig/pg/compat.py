@@ -31,12 +31,6 @@ def uses_recovery_conf(major: int) -> bool:
     return major < 12
 
 
-def recovery_settings_are_gucs(major: int) -> bool:
-    """Whether primary_conninfo, primary_slot_name, restore_command, recovery_target_* … are
-    postgresql.conf parameters (12+)."""
-    return not uses_recovery_conf(major)
-
-
 # Standby and recovery parameters that only exist as settings since 12; before, they live in
 # recovery.conf (or nowhere) and must not appear in postgresql.conf or an included file.
 RECOVERY_GUCS: frozenset[str] = frozenset(
