@@ -154,8 +154,44 @@ class ExternalFailure(CloudmigError):
     default_message = "The request processing has failed due to external service failure."
 
 
-# ---- engine-side failures (never cross the API; recorded on tasks) ---------------------------------
+# ---- engine-side failures (never cross the API as exceptions; recorded on tasks) ---------------------
+#
+# A task that fails records the failure's `code` (Describe's ReasonCode) and its text (Reason).
 
 
-class StepFailed(Exception):
-    """A migration step failed for a reason the operator must see in Detail; the task stops."""
+class TaskFailure(Exception):
+    """A migration cannot go on; the task fails with this reason and its stage's work is undone."""
+
+    code: str = "MigrationFailed"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class PrecheckFailed(TaskFailure):
+    code = "PrecheckFailed"
+
+
+class RetriesExhausted(TaskFailure):
+    """A stage kept failing for longer than the retry budget (settings.retry_seconds)."""
+
+    code = "RetriesExhausted"
+
+
+class SlotInvalidated(TaskFailure):
+    """The source removed WAL the standby still needed (max_slot_wal_keep_size)."""
+
+    code = "SlotInvalidated"
+
+
+class SourceWalLimit(TaskFailure):
+    """The task's slot held more WAL on the source than allowed (settings.slot_wal_limit_mb)."""
+
+    code = "SourceWalLimitExceeded"
+
+
+class StorageQuotaExceeded(TaskFailure):
+    """The target reached its DBInstanceStorage quota or its file system is nearly full."""
+
+    code = "StorageQuotaExceeded"

@@ -17,12 +17,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from cloudmig.api.app import create_app
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def build_asgi(ctx: ServiceContext) -> Starlette:
+def build_asgi(ctx: AppContext) -> Starlette:
     api = create_app(ctx)
     routes: list[BaseRoute] = []
     history = None

@@ -69,12 +69,32 @@ class Settings(BaseSettings):
     basebackup_max_rate_kb: int = Field(default=0, ge=0)
     # Replay lag (bytes) under which a connected standby counts as caught up.
     streaming_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # A stage that keeps failing (the source down, a copy broken off) is retried this long before
+    # the task fails; the standby's replication link is retried for as long as it takes.
+    retry_seconds: float = Field(default=900.0, gt=0)
+    # WAL a task's slot may keep on its source (MB; 0 = derived from the source's max_wal_size,
+    # see domain/watermarks.py): above the warning a Detail line, above the limit the slot goes.
+    slot_wal_warning_mb: int = Field(default=0, ge=0)
+    slot_wal_limit_mb: int = Field(default=0, ge=0)
+    # A slot the source invalidated (max_slot_wal_keep_size): copy again, at most this many times.
+    recopy_on_slot_loss: bool = True
+    recopy_max_attempts: int = Field(default=2, ge=0)
+    # The target's size is measured this often; free space below the reserve counts as full.
+    storage_check_seconds: float = Field(default=30.0, gt=0)
+    storage_reserve_mb: int = Field(default=256, ge=0)
+    # How often cloudmig looks for slots of its own that no live task uses, and retries due drops.
+    slot_sweep_seconds: float = Field(default=300.0, gt=0)
 
-    # Switchover: the source must show no new WAL over one of `switch_quiet_attempts` windows of
-    # `switch_quiet_seconds`; the target then has `switch_catchup_timeout` seconds to replay the cut.
-    switch_quiet_seconds: float = Field(default=0.5, gt=0)
-    switch_quiet_attempts: int = Field(default=3, ge=1)
-    switch_catchup_timeout: float = Field(default=60.0, gt=0)
+    # Switchover. With a fence (auto: when the account may) the source is made read-only; without,
+    # the source must be proven quiet: no transaction id assigned over a window of
+    # `switch_quiet_seconds`, tried up to `switch_quiet_attempts` times when only maintenance moved.
+    # `switch_catchup_timeout` is the default SwitchoverTimeout (fence + catch-up, seconds).
+    switch_fence: str = Field(default="auto", pattern="^(auto|off)$")
+    switch_quiet_seconds: float = Field(default=1.5, gt=0)
+    switch_quiet_attempts: int = Field(default=4, ge=1)
+    switch_catchup_timeout: float = Field(default=60.0, ge=10, le=3600)
+    # ActivateMigrationTargetInstance waits this long for the gate's verdict before it answers.
+    switch_verdict_seconds: float = Field(default=8.0, ge=0)
     # After a switchover the old source is watched this long for writes that missed the switch.
     post_switch_watch_hours: float = Field(default=24.0, ge=0)
     post_switch_check_seconds: float = Field(default=10.0, gt=0)

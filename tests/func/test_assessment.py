@@ -24,7 +24,7 @@ from tests.support.pgcluster import (
     runnable_bin_dir,
 )
 
-from cloudmig.checks import SourceSpec, TargetSpec, run_assessment
+from cloudmig.checks import TargetSpec, run_assessment
 from cloudmig.domain.checks import CheckResult, render_report
 from cloudmig.domain.classes import CATALOGUE as CLASSES
 from cloudmig.domain.classes import InstanceClass
@@ -32,6 +32,7 @@ from cloudmig.instances.provider import LocalInstanceProvider
 from cloudmig.pg.compat import MAX_MAJOR
 from cloudmig.pg.conf import make_dir
 from cloudmig.pg.runner import run
+from cloudmig.pg.source import Source
 
 pytestmark = pytest.mark.func
 
@@ -167,13 +168,11 @@ def healthy(pg_base_dir: Path) -> Iterator[SourceCluster]:
         yield cluster
 
 
-def spec_of(cluster: SourceCluster, account: str = ACCOUNT, password: str = DEFAULT_PASSWORD) -> SourceSpec:
-    return SourceSpec(
-        host=cluster.host, port=cluster.port, account=account, password=password, connect_timeout=5
-    )
+def spec_of(cluster: SourceCluster, account: str = ACCOUNT, password: str = DEFAULT_PASSWORD) -> Source:
+    return Source.with_password(cluster.host, cluster.port, account, password, connect_timeout=5)
 
 
-def assess(source: SourceSpec, target: TargetSpec) -> tuple[list[CheckResult], str]:
+def assess(source: Source, target: TargetSpec) -> tuple[list[CheckResult], str]:
     results = run_assessment(source, target)
     report = render_report(results)
     assert source.password not in report
@@ -296,9 +295,7 @@ def dead_end_address() -> Iterator[str]:
 
 
 def test_unreachable_ip(dead_end_address: str, target: Target) -> None:
-    source = SourceSpec(
-        host=dead_end_address, port=5432, account=ACCOUNT, password="Unused_Password_1", connect_timeout=5
-    )
+    source = Source.with_password(dead_end_address, 5432, ACCOUNT, "Unused_Password_1", connect_timeout=5)
     _, report = assess(source, target.spec())
     assert_fails(report, f"Check ip connectable: error(error:{dead_end_address} is unapproachable)")
     assert line_of(report, "Check port connectable") == (
@@ -308,7 +305,7 @@ def test_unreachable_ip(dead_end_address: str, target: Target) -> None:
 
 def test_nothing_listening_on_the_port(target: Target) -> None:
     port = free_port()
-    source = SourceSpec(host="127.0.0.1", port=port, account=ACCOUNT, password="Unused_Password_1")
+    source = Source.with_password("127.0.0.1", port, ACCOUNT, "Unused_Password_1")
     _, report = assess(source, target.spec())
     assert line_of(report, "Check ip connectable") == "Check ip connectable: success"
     assert_fails(report, f"Check port connectable: error(error:{port} is unapproachable)")

@@ -23,10 +23,11 @@ from tests.support.pgcluster import (
 
 from cloudmig.domain.classes import CATALOGUE
 from cloudmig.domain.ids import new_instance_id
+from cloudmig.domain.reserved import ADMIN_ROLE, RESERVED_ROLES
 from cloudmig.errors import QuotaExceeded
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.ports import allocate_port, port_is_free
-from cloudmig.instances.provider import ADMIN_ROLE, RESERVED_ROLES, LocalInstanceProvider
+from cloudmig.instances.provider import LocalInstanceProvider
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import BasebackupStopped, run_basebackup
 from cloudmig.pg.conf import MANAGED_CONF, StandbyConf, primary_conninfo

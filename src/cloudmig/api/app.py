@@ -31,8 +31,8 @@ from cloudmig.api.protocol import IncomingRequest, KeyRecord, authenticate, deco
 from cloudmig.api.render import render_error, render_success
 from cloudmig.api.throttle import Throttled, TokenBuckets
 from cloudmig.domain.ids import new_request_id
+from cloudmig.runtime import AppContext
 from cloudmig.services import keys as key_service
-from cloudmig.services.context import ServiceContext
 from cloudmig.store import keys as key_store
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _joined_headers(request: Request) -> dict[str, str]:
     return out
 
 
-def create_app(ctx: ServiceContext) -> Starlette:
+def create_app(ctx: AppContext) -> Starlette:
     buckets = TokenBuckets(ctx.settings.throttle_rate_per_second, ctx.settings.throttle_burst)
 
     def lookup_key(key_id: str) -> KeyRecord | None:

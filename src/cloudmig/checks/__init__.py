@@ -3,7 +3,6 @@
 from cloudmig.checks.catalogue import CATALOGUE, evaluate, run_assessment
 from cloudmig.checks.facts import (
     SourceFacts,
-    SourceSpec,
     TargetFacts,
     TargetSpec,
     gather_source,
@@ -13,7 +12,6 @@ from cloudmig.checks.facts import (
 __all__ = [
     "CATALOGUE",
     "SourceFacts",
-    "SourceSpec",
     "TargetFacts",
     "TargetSpec",
     "evaluate",

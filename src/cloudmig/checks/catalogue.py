@@ -7,7 +7,6 @@ import logging
 from cloudmig.checks import rules
 from cloudmig.checks.facts import (
     SourceFacts,
-    SourceSpec,
     TargetFacts,
     TargetSpec,
     describe_error,
@@ -16,6 +15,7 @@ from cloudmig.checks.facts import (
 )
 from cloudmig.checks.rules import Rule, SubCheck
 from cloudmig.domain.checks import CheckResult
+from cloudmig.pg.source import Source
 
 log = logging.getLogger("cloudmig.checks")
 
@@ -59,6 +59,6 @@ def evaluate(source: SourceFacts, target: TargetFacts) -> list[CheckResult]:
     return results
 
 
-def run_assessment(source: SourceSpec, target: TargetSpec) -> list[CheckResult]:
+def run_assessment(source: Source, target: TargetSpec) -> list[CheckResult]:
     """Gather facts from source and target (read-only) and judge them. Never raises for a bad source."""
     return evaluate(gather_source(source), gather_target(target))

@@ -19,10 +19,12 @@ from typing import TypeVar
 import psycopg
 
 from cloudmig.domain.classes import InstanceClass
-from cloudmig.instances.provider import RESERVED_ROLES
-from cloudmig.pg import sql as pgsql
+from cloudmig.domain.reserved import RESERVED_ROLES
+from cloudmig.pg.source import Source
 
 log = logging.getLogger("cloudmig.checks")
+
+APPLICATION_NAME = "cloudmig-assessment"
 
 T = TypeVar("T")
 
@@ -56,17 +58,6 @@ _UNREACHABLE_ERRNOS = frozenset(
 )
 _MAX_ERROR_CHARS = 300
 _MASK = "********"
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """How to reach the source: the migration account (REPLICATION, CREATEROLE, member of pg_monitor)."""
-
-    host: str
-    port: int
-    account: str
-    password: str = field(repr=False)
-    connect_timeout: int = 5
 
 
 @dataclass(frozen=True)
@@ -232,16 +223,8 @@ def probe_tcp(host: str, port: int, timeout: float) -> tuple[str | None, str | N
 
 
 @contextmanager
-def _source_conn(spec: SourceSpec, dbname: str) -> Iterator[psycopg.Connection]:
-    conn = pgsql.connect_source(
-        spec.host,
-        spec.port,
-        spec.account,
-        spec.password,
-        dbname=dbname,
-        connect_timeout=spec.connect_timeout,
-        application_name="cloudmig-assessment",
-    )
+def _source_conn(spec: Source, dbname: str) -> Iterator[psycopg.Connection]:
+    conn = spec.connect(dbname, application_name=APPLICATION_NAME)
     try:
         conn.autocommit = True
         conn.execute("SET default_transaction_read_only = on")
@@ -259,7 +242,7 @@ def _rows(
 # ---- source ------------------------------------------------------------------------------------------
 
 
-def gather_source(spec: SourceSpec) -> SourceFacts:
+def gather_source(spec: Source) -> SourceFacts:
     """Everything the rules need from the source. Never raises."""
     facts = SourceFacts(host=spec.host, port=spec.port, account=spec.account)
     try:
@@ -270,7 +253,7 @@ def gather_source(spec: SourceSpec) -> SourceFacts:
     return facts
 
 
-def _gather_source(spec: SourceSpec, facts: SourceFacts) -> None:
+def _gather_source(spec: Source, facts: SourceFacts) -> None:
     facts.address, facts.ip_error, facts.port_error = probe_tcp(spec.host, spec.port, spec.connect_timeout)
     if facts.ip_error is not None or facts.port_error is not None:
         return
@@ -291,18 +274,16 @@ def _gather_source(spec: SourceSpec, facts: SourceFacts) -> None:
     facts.replication_tried = True
 
 
-def _try_replication(spec: SourceSpec) -> str | None:
+def _try_replication(spec: Source) -> str | None:
     try:
-        conn = pgsql.connect_replication(
-            spec.host, spec.port, spec.account, spec.password, connect_timeout=spec.connect_timeout
-        )
+        conn = spec.connect_replication(application_name=APPLICATION_NAME)
     except Exception as exc:
         return describe_error(exc, spec.password)
     conn.close()
     return None
 
 
-def _gather_source_sql(spec: SourceSpec, facts: SourceFacts, conn: psycopg.Connection, login_db: str) -> None:
+def _gather_source_sql(spec: Source, facts: SourceFacts, conn: psycopg.Connection, login_db: str) -> None:
     errors = facts.probe_errors
     pw = spec.password
 

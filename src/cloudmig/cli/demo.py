@@ -199,7 +199,7 @@ class DemoService:
         raise Failed(f"the demo service did not start within {timeout:g}s; see {self.log}")
 
     def api(self) -> Api:
-        from cloudmig.services.context import build_context
+        from cloudmig.runtime import build_context
         from cloudmig.services.keys import create_key
 
         key = create_key(build_context(self.settings, for_server=False), "cloudmig demo")

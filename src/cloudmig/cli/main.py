@@ -74,8 +74,8 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the API and the migration engine."""
-    from cloudmig.engine.runtime import Engine
-    from cloudmig.services.context import build_context
+    from cloudmig.engine.loop import Engine
+    from cloudmig.runtime import build_context
 
     settings = _settings(data_dir, config, host=host, port=port)
     try:
@@ -128,7 +128,7 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create an access key. The secret is shown once."""
-    from cloudmig.services.context import build_context
+    from cloudmig.runtime import build_context
     from cloudmig.services.keys import create_key
 
     settings = _settings(data_dir, config)
@@ -155,7 +155,7 @@ def keys_list(
     output: OutputOpt = OutputFormat.TABLE,
 ) -> None:
     """List access keys (never their secrets)."""
-    from cloudmig.services.context import build_context
+    from cloudmig.runtime import build_context
     from cloudmig.services.keys import list_keys
 
     ctx = build_context(_settings(data_dir, config), for_server=False)
@@ -180,7 +180,7 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
     """Make a key inactive: requests signed with it are refused."""
-    from cloudmig.services.context import build_context
+    from cloudmig.runtime import build_context
     from cloudmig.services.keys import revoke_key
 
     ctx = build_context(_settings(data_dir, config), for_server=False)

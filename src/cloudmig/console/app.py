@@ -39,10 +39,10 @@ from cloudmig.console.session import (
 from cloudmig.console.views import instance_view, task_summary, task_view
 from cloudmig.domain.enums import TaskKind
 from cloudmig.domain.ids import INSTANCE_ID_RE
+from cloudmig.runtime import AppContext
 from cloudmig.services import instances as instance_svc
 from cloudmig.services import keys as key_svc
 from cloudmig.services import migrations as migration_svc
-from cloudmig.services.context import ServiceContext
 from cloudmig.store.tasks import TaskFilter
 
 HERE = Path(__file__).parent
@@ -61,7 +61,7 @@ NOTICES = {
 
 
 class Console:
-    def __init__(self, ctx: ServiceContext, history: LagHistory) -> None:
+    def __init__(self, ctx: AppContext, history: LagHistory) -> None:
         self.ctx = ctx
         self.history = history
         self.signer = SessionSigner.from_settings(ctx.settings)
@@ -356,7 +356,7 @@ class Console:
         )
 
 
-def create_console(ctx: ServiceContext, history: LagHistory) -> Starlette:
+def create_console(ctx: AppContext, history: LagHistory) -> Starlette:
     c = Console(ctx, history)
     return Starlette(
         routes=[

@@ -35,6 +35,12 @@ def new_access_key_secret() -> str:
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(30))
 
 
-def slot_name_for_task(task_id: int) -> str:
-    # Physical slot on the source owned by one migration task.
-    return f"cloudmig_task_{task_id}"
+def slot_prefix(installation_id: str) -> str:
+    """What every slot of one cloudmig installation's name starts with."""
+    return f"cloudmig_{installation_id}_"
+
+
+def slot_name_for_task(installation_id: str, task_id: int) -> str:
+    # The physical slot on the source owned by one migration task: task ids are never reused, and
+    # the installation id keeps two services on one source apart.
+    return f"{slot_prefix(installation_id)}{task_id}"

@@ -26,19 +26,16 @@ from typing import Any
 import psycopg
 
 from cloudmig.domain.classes import InstanceClass
+from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.osuser import chown_to, ensure_reachable, pg_os_user
 from cloudmig.pg import ctl
-from cloudmig.pg.basebackup import SourceEndpoint
 from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_dir
 from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, make_dir
 from cloudmig.pg.passfile import write_passfile
 from cloudmig.pg.runner import OsUser, PgCommandError
+from cloudmig.pg.source import SourceEndpoint
 from cloudmig.pg.sql import connect_socket
 from cloudmig.settings import Settings
-
-ADMIN_ROLE = "cloudmig_admin"
-# Role names cloudmig reserves on its instances; a source must not have them (Check rds user).
-RESERVED_ROLES: frozenset[str] = frozenset({ADMIN_ROLE})
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MAX_SOCKET_PATH = 107
@@ -47,6 +44,10 @@ _CREATED_MARKER = ".created"
 
 # pgdata set aside by a reset, removed in the background.
 TRASH_SUFFIX = ".old-"
+# A complete copy set aside by a reset, kept until the next copy succeeds or the instance goes.
+KEPT_SUFFIX = ".kept"
+# Written into pgdata once pg_basebackup has finished: the directory holds a complete copy.
+COPY_MARKER = "cloudmig.copied"
 
 
 def _remove_tree(path: Path) -> None:
@@ -222,14 +223,45 @@ class LocalInstanceProvider:
         ctl.promote(self.bin_dir(major), self.pgdata(instance_id), user=self.user)
 
     def _reset_pgdata(self, bin_dir: Path, pgdata: Path) -> None:
+        """Leave an empty 0700 pgdata. What was there is set aside, never removed inline: a complete
+        copy (COPY_MARKER) is kept as `pgdata.kept` until the next copy into the instance succeeds
+        or the instance is deleted; anything else (an empty cluster, a partial copy) is removed in
+        the background, so a new copy starts at once."""
         if pgdata.exists():
             ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate")
-            # Removing a cluster's files takes about a second; set them aside and let a background
-            # thread remove them, so a copy starts at once (leftovers of a crash go the same way).
-            pgdata.rename(pgdata.with_name(f"{pgdata.name}{TRASH_SUFFIX}{uuid.uuid4().hex[:8]}"))
+            if (pgdata / COPY_MARKER).exists():
+                kept = pgdata.with_name(pgdata.name + KEPT_SUFFIX)
+                if kept.exists():
+                    self._trash(kept)
+                pgdata.rename(kept)
+            else:
+                self._trash(pgdata)
+        self._reset_trash(pgdata)
+        make_dir(pgdata, user=self.user)
+
+    @staticmethod
+    def _trash(path: Path) -> None:
+        path.rename(path.with_name(f"pgdata{TRASH_SUFFIX}{uuid.uuid4().hex[:8]}"))
+
+    def kept_copy(self, instance_id: str) -> Path | None:
+        """A complete earlier copy set aside by a reset, if any."""
+        kept = self.pgdata(instance_id).with_name("pgdata" + KEPT_SUFFIX)
+        return kept if kept.is_dir() else None
+
+    def mark_copy_complete(self, instance_id: str) -> None:
+        """The copy in pgdata is complete (pg_basebackup succeeded): a later reset keeps it aside,
+        and an earlier kept copy is no longer needed."""
+        marker = self.pgdata(instance_id) / COPY_MARKER
+        marker.write_text("")
+        chown_to(marker, self.user)
+        kept = self.kept_copy(instance_id)
+        if kept is not None:
+            self._trash(kept)
+            self._reset_trash(self.pgdata(instance_id))
+
+    def _reset_trash(self, pgdata: Path) -> None:
         for trash in pgdata.parent.glob(f"{pgdata.name}{TRASH_SUFFIX}*"):
             threading.Thread(target=_remove_tree, args=(trash,), name="rm-old-pgdata", daemon=True).start()
-        make_dir(pgdata, user=self.user)
 
     def wipe_pgdata(self, instance_id: str, major: int) -> Path:
         """Stop the server and leave an empty 0700 pgdata owned by the pg user (for pg_basebackup)."""
@@ -240,6 +272,12 @@ class LocalInstanceProvider:
             ctl.stop(bin_dir, pgdata, user=self.user)
         self._reset_pgdata(bin_dir, pgdata)
         return pgdata
+
+    def reset(self, instance_id: str, *, port: int, cls: InstanceClass, major: int) -> None:
+        """Make the instance an empty running cluster again (after a failed migration); a complete
+        copy in it is kept aside (see _reset_pgdata)."""
+        (self.instance_dir(instance_id) / _CREATED_MARKER).unlink(missing_ok=True)
+        self.create(instance_id, port=port, cls=cls, major=major)
 
     def destroy(self, instance_id: str, major: int) -> None:
         """Stop the server and remove the instance, socket and passfile directories. Idempotent."""

@@ -10,10 +10,10 @@ import select
 import signal
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from cloudmig.pg.runner import OsUser, PgCommandError, spawn
+from cloudmig.pg.source import SourceEndpoint
 
 # "  23456/148000 kB (15%), 0/1 tablespace" (+ " (path)" with -v); a ">" before the percentage is tolerated.
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+)\s+kB\s+\(>?(\d+)%\)")
@@ -21,13 +21,6 @@ _SPLIT_RE = re.compile(r"[\r\n]")
 _POLL_SECONDS = 0.2
 _TAIL_LINES = 40
 APPLICATION_NAME = "cloudmig_basebackup"
-
-
-@dataclass(frozen=True)
-class SourceEndpoint:
-    host: str
-    port: int
-    user: str
 
 
 class BasebackupStopped(PgCommandError):

@@ -10,11 +10,10 @@ from cloudmig import errors
 from cloudmig.domain import classes
 from cloudmig.domain.enums import InstanceStatus, TaskKind, TaskStatus
 from cloudmig.domain.ids import new_instance_id
-from cloudmig.engine import wakeups
 from cloudmig.instances.ports import allocate_port
 from cloudmig.pg import compat, probes, roles
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
 from cloudmig.store.records import InstanceRecord
@@ -39,7 +38,7 @@ def _major_of(version: str) -> int:
     return int(head)
 
 
-def create_instance(ctx: ServiceContext, req: InstanceRequest) -> InstanceRecord:
+def create_instance(ctx: AppContext, req: InstanceRequest) -> InstanceRecord:
     if req.client_token:
         existing = instance_store.get_by_client_token(ctx.db, req.client_token)
         if existing is not None:
@@ -90,14 +89,14 @@ def create_instance(ctx: ServiceContext, req: InstanceRequest) -> InstanceRecord
                 if again is not None:
                     return again
             continue
-        wakeups.wake_engine()
+        ctx.notifier.wake_engine()
         rec = instance_store.get_instance(ctx.db, instance_id)
         assert rec is not None
         return rec
     raise errors.QuotaExceeded()
 
 
-def get_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
+def get_instance(ctx: AppContext, instance_id: str) -> InstanceRecord:
     rec = instance_store.get_instance(ctx.db, instance_id)
     if rec is None:
         raise errors.InstanceNotFound()
@@ -105,7 +104,7 @@ def get_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
 
 
 def list_instances(
-    ctx: ServiceContext,
+    ctx: AppContext,
     *,
     instance_id: str | None,
     page_number: int,
@@ -121,7 +120,7 @@ def list_instances(
     )
 
 
-def delete_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
+def delete_instance(ctx: AppContext, instance_id: str) -> InstanceRecord:
     """Mark for deletion; running tasks are cancelled and the engine drops their slots, then the files."""
     rec = get_instance(ctx, instance_id)
     if rec.status is InstanceStatus.DELETING:
@@ -134,12 +133,12 @@ def delete_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
         if t.status is TaskStatus.RUNNING:
             task_store.update_task(ctx.db, t.id, now, status=TaskStatus.CANCELLED, reason="instance deleted")
     instance_store.set_status(ctx.db, instance_id, InstanceStatus.DELETING, now)
-    wakeups.wake_engine()
+    ctx.notifier.wake_engine()
     return get_instance(ctx, instance_id)
 
 
 def create_account(
-    ctx: ServiceContext, instance_id: str, name: str, password: str, *, superuser: bool, description: str
+    ctx: AppContext, instance_id: str, name: str, password: str, *, superuser: bool, description: str
 ) -> None:
     rec = get_instance(ctx, instance_id)
     if rec.status is not InstanceStatus.RUNNING or rec.migration_task_id is not None:

@@ -11,8 +11,8 @@ from cloudmig.domain.enums import TaskKind
 from cloudmig.domain.ids import INSTANCE_ID_RE
 from cloudmig.domain.time import gmt
 from cloudmig.domain.validation import normalize_source_category, valid_account, valid_host
+from cloudmig.runtime import AppContext
 from cloudmig.services import migrations as svc
-from cloudmig.services.context import ServiceContext
 from cloudmig.services.migrations import SourceRequest, TaskPage
 from cloudmig.store.tasks import TaskFilter
 
@@ -91,6 +91,11 @@ def _migration_item(page: TaskPage, i: int) -> dict[str, Any]:
         "SwitchTime": gmt(t.switch_time),
         "Progress": _strip_private(t.progress),
         "Evidence": t.evidence,
+        "ReasonCode": t.reason_code or None,
+        # Writes the new primary does not have (None when nothing was lost), and the current
+        # health warning (WAL kept on the source, storage), both null when all is well.
+        "DataLoss": t.evidence.get("DataLoss"),
+        "Warning": (t.progress.get("Health") or {}).get("Warning"),
     }
 
 
@@ -98,6 +103,7 @@ def _strip_private(progress: dict[str, Any]) -> dict[str, Any]:
     return {
         k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
         for k, v in progress.items()
+        if not k.startswith("_")
     }
 
 
@@ -111,26 +117,26 @@ def _page_body(page: TaskPage, number: int, size: int, item: Any) -> dict[str, A
 
 
 @action("CreateCloudMigrationTask")
-def create_cloud_migration_task(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def create_cloud_migration_task(ctx: AppContext, p: Params) -> dict[str, Any]:
     t = svc.create_migration_task(ctx, _source_request(p))
     return {"DBInstanceName": t.instance_id, "TaskId": t.id, "TaskName": t.name}
 
 
 @action("CreateCloudMigrationPrecheckTask")
-def create_cloud_migration_precheck_task(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def create_cloud_migration_precheck_task(ctx: AppContext, p: Params) -> dict[str, Any]:
     t = svc.create_precheck_task(ctx, _source_request(p))
     return {"DBInstanceName": t.instance_id, "TaskId": t.id, "TaskName": t.name}
 
 
 @action("DescribeCloudMigrationResult")
-def describe_cloud_migration_result(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def describe_cloud_migration_result(ctx: AppContext, p: Params) -> dict[str, Any]:
     number, size = p.page()
     page = svc.describe_tasks(ctx, _filter(p, TaskKind.MIGRATION), page_number=number, page_size=size)
     return _page_body(page, number, size, _migration_item)
 
 
 @action("DescribeCloudMigrationPrecheckResult")
-def describe_cloud_migration_precheck_result(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def describe_cloud_migration_precheck_result(ctx: AppContext, p: Params) -> dict[str, Any]:
     number, size = p.page()
     page = svc.describe_tasks(ctx, _filter(p, TaskKind.PRECHECK), page_number=number, page_size=size)
     return _page_body(page, number, size, _precheck_item)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from cloudmig.checks import TargetSpec
 from cloudmig.domain import classes
-from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.runtime.context import AppContext
 from cloudmig.store.records import InstanceRecord
 
 
-def target_spec(provider: LocalInstanceProvider, inst: InstanceRecord) -> TargetSpec:
+def target_spec(ctx: AppContext, inst: InstanceRecord) -> TargetSpec:
+    provider = ctx.provider
     cls = classes.lookup(inst.instance_class)
     assert cls is not None
     allowed = provider.settings.extension_allow_list

@@ -1,29 +1,63 @@
-"""Everything a use case needs, built once per process."""
+"""Everything a use case or an engine step needs, built once per process."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine
 
-from cloudmig.domain.time import utcnow
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.pg.source import Source
+from cloudmig.runtime.clock import Clock, SystemClock
+from cloudmig.runtime.notifier import Notifier
 from cloudmig.secretbox import SecretBox
 from cloudmig.settings import Settings
+from cloudmig.store import meta as meta_store
 from cloudmig.store.db import open_store
+from cloudmig.store.records import TaskRecord
 
 
 @dataclass
-class ServiceContext:
+class AppContext:
     settings: Settings
     db: Engine
     box: SecretBox
     provider: LocalInstanceProvider
-    now: Callable[[], datetime] = field(default=utcnow)
+    clock: Clock = field(default_factory=SystemClock)
+    notifier: Notifier = field(default_factory=Notifier)
+    _installation_id: str = field(default="", repr=False)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def installation_id(self) -> str:
+        """This installation's id (in every slot name; made once per store)."""
+        if not self._installation_id:
+            self._installation_id = meta_store.installation_id(self.db)
+        return self._installation_id
+
+
+def task_source(ctx: AppContext, task: TaskRecord) -> Source:
+    """The source of a task; its password is opened from the store's sealed copy when first used."""
+    sealed = task.source_password_enc
+    opened: list[str] = []
+
+    def secret() -> str:
+        if not opened:
+            opened.append(ctx.box.open(sealed))
+        return opened[0]
+
+    return Source(
+        task.source_ip,
+        task.source_port,
+        task.source_account,
+        secret,
+        connect_timeout=ctx.settings.source_connect_timeout,
+        category=task.source_category,
+    )
 
 
 def prepare_data_dir(settings: Settings) -> None:
@@ -44,11 +78,11 @@ def _private_sqlite_file(settings: Settings) -> None:
     os.chmod(path, 0o600)
 
 
-def build_context(settings: Settings, *, for_server: bool = True) -> ServiceContext:
+def build_context(settings: Settings, *, for_server: bool = True) -> AppContext:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     if for_server:
         prepare_data_dir(settings)
     _private_sqlite_file(settings)
     db = open_store(settings.effective_store_url)
     box = SecretBox.from_settings(settings.secret_key, settings.key_file)
-    return ServiceContext(settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings))
+    return AppContext(settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings))
