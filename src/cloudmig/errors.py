@@ -101,6 +101,22 @@ class InternalError(CloudmigError):
     code, status = "InternalError", 500
 
 
+class StoreFull(CloudmigError):
+    """The store cannot write because its disk is full. ServiceUnavailable (503) is the gateway's
+    documented code for a server-side condition the caller cannot fix by changing the request; the
+    message says which disk and what still works. Nothing was written."""
+
+    code, status = "ServiceUnavailable", 503
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"cloudmig cannot write to its store: the disk holding {where} is full, so nothing was "
+            "changed. Describe calls and DeleteDBInstance still work; free space on that disk and "
+            "call again."
+        )
+
+
 # ---- domain errors (services raise these) ---------------------------------------------------------
 
 
@@ -142,6 +158,11 @@ class TaskNameConflict(CloudmigError):
 class AccountAlreadyExists(CloudmigError):
     code, status = "InvalidAccountName.Duplicate", 400
     default_message = "The specified account name already exists."
+
+
+class AccountNotFound(CloudmigError):
+    code, status = "InvalidAccountName.NotFound", 404
+    default_message = "The specified account does not exist."
 
 
 class QuotaExceeded(CloudmigError):

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, gt=0)
     observe_seconds: float = Field(default=2.0, gt=0)
     source_connect_timeout: int = Field(default=5, ge=1)
+    # TLS towards sources unless a task asks otherwise (SourceSslMode / SourceSslRootCert): empty
+    # means by SourceCategory (internet: verify-full with a CA, else require; others: prefer).
+    source_sslmode: str = Field(default="", pattern="^(|disable|allow|prefer|require|verify-ca|verify-full)$")
+    # A PEM file of the CA(s) that sign sources' server certificates.
+    source_sslrootcert: Path | None = None
     # Extensions a source may use (the assessment's Check extensions); unset means any extension the
     # instances' PostgreSQL binaries provide. As an environment variable: a JSON list.
     extension_allow_list: list[str] | None = None
@@ -116,6 +121,10 @@ class Settings(BaseSettings):
     # The console's lag chart samples running migrations this often and keeps this many points each.
     console_sample_seconds: float = Field(default=2.0, gt=0)
     console_history_points: int = Field(default=900, ge=10)
+
+    # Space reserve (MiB) kept in the data dir next to the SQLite store and given up when the disk is
+    # full, so that DeleteDBInstance can still be recorded (store/reserve.py); 0 keeps none.
+    store_reserve_mb: int = Field(default=32, ge=0)
 
     @property
     def sqlite_path(self) -> Path:

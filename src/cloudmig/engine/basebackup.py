@@ -112,6 +112,7 @@ class BasebackupStage:
                 on_progress=recorder,
                 should_stop=tc.stop.is_set,
                 max_rate_kb=tc.ctx.settings.basebackup_max_rate_kb,
+                libpq_env=tc.source().tls.libpq_env(),
             )
         except BasebackupStopped:
             return Wait(0)

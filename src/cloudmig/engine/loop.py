@@ -15,6 +15,7 @@ from cloudmig.engine.worker import run_task
 from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
+from cloudmig.store.db import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,9 @@ class Engine:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:
-                log.exception("engine tick failed")
+            except Exception as exc:
+                if not is_disk_full(exc):  # a full store disk is logged by the store, once a minute
+                    log.exception("engine tick failed")
             self.ctx.notifier.engine_sleep(self.ctx.settings.engine_tick_seconds, self._stop)
 
     def tick(self) -> None:

@@ -17,10 +17,12 @@ import psycopg
 from cloudmig.domain.detail import SECTION_SLOTS
 from cloudmig.domain.enums import MigrateStage, TaskKind, TaskStatus
 from cloudmig.domain.ids import slot_prefix
+from cloudmig.domain.tls import SourceTlsRequest
 from cloudmig.pg import probes
 from cloudmig.pg import slots as pg_slots
-from cloudmig.pg.source import Source, SourceTls
+from cloudmig.pg.source import Source
 from cloudmig.runtime import AppContext, task_source
+from cloudmig.runtime.context import tls_for
 from cloudmig.store import slot_drops as drop_store
 from cloudmig.store import tasks as task_store
 from cloudmig.store.records import SlotDropRecord, TaskRecord
@@ -44,7 +46,7 @@ def _record(ctx: AppContext, slot: str, source_task: TaskRecord, owner_id: int |
             "source_port": source_task.source_port,
             "source_account": source_task.source_account,
             "source_password_enc": source_task.source_password_enc,
-            "source_tls": {},
+            "source_tls": source_task.request.get("SourceTls") or {},
             "task_id": owner_id,
             "reason": reason,
             "created_at": now,
@@ -66,7 +68,7 @@ def _source_of(ctx: AppContext, rec: SlotDropRecord) -> Source:
         rec.source_port,
         rec.source_account,
         lambda: ctx.box.open(sealed),
-        tls=SourceTls(**rec.source_tls) if rec.source_tls else SourceTls(),
+        tls=tls_for(ctx, SourceTlsRequest.from_json(rec.source_tls), "", f"drop-{rec.id}.crt"),
         connect_timeout=ctx.settings.source_connect_timeout,
     )
 

@@ -18,7 +18,7 @@ def standby_conf(tc: TaskContext) -> StandbyConf:
     src = tc.source()
     return StandbyConf(
         primary_conninfo=primary_conninfo(
-            src.host, src.port, src.account, tc.instance().passfile, APPLICATION_NAME
+            src.host, src.port, src.account, tc.instance().passfile, APPLICATION_NAME, src.tls.libpq_params()
         ),
         primary_slot_name=tc.slot_name,
     )

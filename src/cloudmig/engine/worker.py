@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 
 from cloudmig.domain.detail import SECTION_FAILURE
 from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus
@@ -47,7 +48,9 @@ class Streak:
         return float(min(2.0**self.count, MAX_BACKOFF_SECONDS))
 
 
-def run_task(tc: TaskContext, stopping: threading.Event) -> None:
+def run_task(
+    tc: TaskContext, stopping: threading.Event, stages: Mapping[MigrateStage, Stage] = STAGES
+) -> None:
     """Work on the task until it ends, the worker is told to stop, or the lease is lost."""
     streak = Streak()
     clock, notifier = tc.ctx.clock, tc.ctx.notifier
@@ -58,7 +61,7 @@ def run_task(tc: TaskContext, stopping: threading.Event) -> None:
             return
         if task.status is not TaskStatus.RUNNING:
             return
-        stage = STAGES.get(task.stage)
+        stage = stages.get(task.stage)
         if stage is None:
             return
         outcome = _run_stage(tc, stage)

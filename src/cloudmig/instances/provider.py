@@ -30,7 +30,7 @@ from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.osuser import chown_to, ensure_reachable, pg_os_user
 from cloudmig.pg import ctl
 from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_dir
-from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, make_dir
+from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, atomic_write, make_dir
 from cloudmig.pg.passfile import write_passfile
 from cloudmig.pg.runner import OsUser, PgCommandError
 from cloudmig.pg.source import SourceEndpoint
@@ -174,6 +174,25 @@ class LocalInstanceProvider:
         path = self.passfile_path(instance_id)
         self._prepare_runtime_dir(path.parent)
         write_passfile(path, host=src.host, port=src.port, user=src.user, password=password, owner=self.user)
+        return path
+
+    def write_source_root_cert(self, instance_id: str, name: str, pem: str) -> Path:
+        """A CA bundle for the source's certificate, beside the passfile (0600, owned by the user
+        the binaries run as: pg_basebackup and the standby's walreceiver read it too)."""
+        return self._write_cert(self.passfile_path(instance_id).with_name(name), pem)
+
+    def write_runtime_cert(self, name: str, pem: str) -> Path:
+        """A CA bundle for cloudmig's own connections (no instance involved, e.g. a slot drop)."""
+        return self._write_cert(self.settings.runtime_dir / "tls" / name, pem)
+
+    def _write_cert(self, path: Path, pem: str) -> Path:
+        self._prepare_runtime_dir(path.parent)
+        try:
+            if path.read_text() == pem:
+                return path
+        except FileNotFoundError:
+            pass
+        atomic_write(path, pem, user=self.user, mode=0o600)
         return path
 
     # ---- lifecycle ----------------------------------------------------------------------------

@@ -102,6 +102,7 @@ def run_basebackup(
     should_stop: Callable[[], bool] = lambda: False,
     tablespace_mapping: Mapping[str, Path] | None = None,
     max_rate_kb: int = 0,
+    libpq_env: Mapping[str, str] | None = None,
 ) -> None:
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
@@ -110,7 +111,12 @@ def run_basebackup(
     argv = basebackup_argv(
         bin_dir, target, src, slot, tablespace_mapping=tablespace_mapping, max_rate_kb=max_rate_kb
     )
-    env = {"PGPASSFILE": os.fspath(passfile), "PGAPPNAME": APPLICATION_NAME, "PGCONNECT_TIMEOUT": "10"}
+    env = {
+        "PGPASSFILE": os.fspath(passfile),
+        "PGAPPNAME": APPLICATION_NAME,
+        "PGCONNECT_TIMEOUT": "10",
+        **(libpq_env or {}),  # e.g. PGSSLMODE, PGSSLROOTCERT
+    }
     proc = spawn(argv, user=user, env=env)
     assert proc.stderr is not None
     fd = proc.stderr.fileno()

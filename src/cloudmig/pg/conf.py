@@ -129,14 +129,23 @@ def conninfo_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def primary_conninfo(host: str, port: int, user: str, passfile: Path, application_name: str) -> str:
-    """libpq keyword string for primary_conninfo: the password comes from `passfile`, never inline."""
+def primary_conninfo(
+    host: str,
+    port: int,
+    user: str,
+    passfile: Path,
+    application_name: str,
+    tls: Mapping[str, str] | None = None,
+) -> str:
+    """libpq keyword string for primary_conninfo: the password comes from `passfile`, never inline;
+    `tls` adds sslmode / sslrootcert."""
     params = {
         "host": host,
         "port": str(int(port)),
         "user": user,
         "passfile": os.fspath(passfile),
         "application_name": application_name,
+        **(tls or {}),
     }
     return " ".join(f"{key}={conninfo_quote(value)}" for key, value in params.items())
 

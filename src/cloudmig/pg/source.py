@@ -14,12 +14,11 @@ from typing import Any
 
 import psycopg
 
+from cloudmig.domain.tls import SSL_MODES
 from cloudmig.pg import sql
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-# libpq's sslmode values, weakest first.
-SSL_MODES: tuple[str, ...] = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VERIFYING_SSL_MODES: frozenset[str] = frozenset({"verify-ca", "verify-full"})
 DEFAULT_APPLICATION_NAME = "cloudmig"
 

@@ -8,9 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from cloudmig.domain.tls import SourceTlsRequest, effective_sslmode
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.provider import LocalInstanceProvider
-from cloudmig.pg.source import Source
+from cloudmig.pg.source import Source, SourceTls
 from cloudmig.runtime.clock import Clock, SystemClock
 from cloudmig.runtime.notifier import Notifier
 from cloudmig.secretbox import SecretBox
@@ -18,6 +19,7 @@ from cloudmig.settings import Settings
 from cloudmig.store import meta as meta_store
 from cloudmig.store.db import open_store
 from cloudmig.store.records import TaskRecord
+from cloudmig.store.reserve import SpaceReserve
 
 
 @dataclass
@@ -28,6 +30,8 @@ class AppContext:
     provider: LocalInstanceProvider
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier = field(default_factory=Notifier)
+    # Space a DeleteDBInstance may spend when the store's disk is full (SQLite stores, servers only).
+    reserve: SpaceReserve | None = None
     _installation_id: str = field(default="", repr=False)
 
     def now(self) -> datetime:
@@ -40,8 +44,27 @@ class AppContext:
         return self._installation_id
 
 
+def default_root_cert(settings: Settings) -> str | None:
+    path = settings.source_sslrootcert
+    return path.read_text() if path is not None else None
+
+
+def tls_for(
+    ctx: AppContext, asked: SourceTlsRequest, category: str, cert_name: str, instance_id: str = ""
+) -> SourceTls:
+    """TLS settings from what a task asked and the defaults; a CA bundle is written to a 0600 file
+    beside the instance's passfile (or in the runtime dir without an instance)."""
+    pem = asked.root_cert_pem or default_root_cert(ctx.settings)
+    mode = effective_sslmode(asked.sslmode, ctx.settings.source_sslmode, category, pem is not None)
+    if pem is None or mode in ("disable", "allow"):
+        return SourceTls(mode)
+    if instance_id:
+        return SourceTls(mode, ctx.provider.write_source_root_cert(instance_id, cert_name, pem))
+    return SourceTls(mode, ctx.provider.write_runtime_cert(cert_name, pem))
+
+
 def task_source(ctx: AppContext, task: TaskRecord) -> Source:
-    """The source of a task; its password is opened from the store's sealed copy when first used."""
+    """The task's source; its password is opened from the store's sealed copy when first used."""
     sealed = task.source_password_enc
     opened: list[str] = []
 
@@ -50,11 +73,13 @@ def task_source(ctx: AppContext, task: TaskRecord) -> Source:
             opened.append(ctx.box.open(sealed))
         return opened[0]
 
+    asked = SourceTlsRequest.from_json(task.request.get("SourceTls"))
     return Source(
         task.source_ip,
         task.source_port,
         task.source_account,
         secret,
+        tls=tls_for(ctx, asked, task.source_category, f"root-{task.id}.crt", task.instance_id),
         connect_timeout=ctx.settings.source_connect_timeout,
         category=task.source_category,
     )
@@ -85,4 +110,10 @@ def build_context(settings: Settings, *, for_server: bool = True) -> AppContext:
     _private_sqlite_file(settings)
     db = open_store(settings.effective_store_url)
     box = SecretBox.from_settings(settings.secret_key, settings.key_file)
-    return AppContext(settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings))
+    reserve = None
+    if for_server and not settings.store_url and settings.store_reserve_mb > 0:
+        reserve = SpaceReserve(settings.sqlite_path.parent, settings.store_reserve_mb << 20)
+        reserve.ensure()
+    return AppContext(
+        settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings), reserve=reserve
+    )

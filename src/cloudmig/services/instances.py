@@ -10,6 +10,7 @@ from cloudmig import errors
 from cloudmig.domain import classes
 from cloudmig.domain.enums import InstanceStatus, TaskKind, TaskStatus
 from cloudmig.domain.ids import new_instance_id
+from cloudmig.domain.reserved import RESERVED_ROLES
 from cloudmig.instances.ports import allocate_port
 from cloudmig.pg import compat, probes, roles
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
@@ -137,13 +138,32 @@ def delete_instance(ctx: AppContext, instance_id: str) -> InstanceRecord:
     return get_instance(ctx, instance_id)
 
 
+def _accounts_instance(ctx: AppContext, instance_id: str, name: str) -> InstanceRecord:
+    rec = get_instance(ctx, instance_id)
+    if rec.status is not InstanceStatus.RUNNING or rec.migration_task_id is not None:
+        raise errors.IncorrectInstanceState(
+            "Accounts can be managed on a Running instance that no migration task is using."
+        )
+    if name in RESERVED_ROLES:
+        raise errors.InvalidParameter("AccountName", f"{name} is reserved by cloudmig.")
+    return rec
+
+
 def create_account(
     ctx: AppContext, instance_id: str, name: str, password: str, *, superuser: bool, description: str
 ) -> None:
-    rec = get_instance(ctx, instance_id)
-    if rec.status is not InstanceStatus.RUNNING or rec.migration_task_id is not None:
-        raise errors.IncorrectInstanceState()
+    rec = _accounts_instance(ctx, instance_id, name)
     with ctx.provider.connect_admin(rec.id, rec.port) as conn:
         if probes.role_exists(conn, name):
             raise errors.AccountAlreadyExists()
         roles.create_login_role(conn, name, password, superuser=superuser, comment=description)
+
+
+def reset_account_password(ctx: AppContext, instance_id: str, name: str, password: str) -> None:
+    """A new password for a role of the instance, e.g. one that came along from the source without a
+    password (the Debian `postgres` owner logs in by peer authentication there)."""
+    rec = _accounts_instance(ctx, instance_id, name)
+    with ctx.provider.connect_admin(rec.id, rec.port) as conn:
+        if not probes.role_exists(conn, name):
+            raise errors.AccountNotFound()
+        roles.set_password(conn, name, password)

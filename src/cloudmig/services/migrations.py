@@ -18,6 +18,7 @@ from cloudmig.domain.enums import (
     TaskStatus,
 )
 from cloudmig.domain.ids import new_migration_task_name, new_precheck_task_name
+from cloudmig.domain.tls import SourceTlsRequest
 from cloudmig.runtime import AppContext
 from cloudmig.runtime.targets import target_spec
 from cloudmig.services.instances import get_instance
@@ -35,6 +36,9 @@ class SourceRequest:
     source_password: str = field(repr=False)
     source_category: str
     task_name: str | None = None
+    tls: SourceTlsRequest = field(default_factory=SourceTlsRequest)
+    # Extension request values kept with the task (e.g. CopyCompression).
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,17 @@ class TaskPage:
     events: dict[int, list[Event]]
 
 
+def _check_tls(ctx: AppContext, req: SourceRequest) -> None:
+    # Without a CA of cloudmig's own, libpq would look in ~/.postgresql of whoever runs it.
+    verifying = req.tls.sslmode in ("verify-ca", "verify-full")
+    if verifying and req.tls.root_cert_pem is None and ctx.settings.source_sslrootcert is None:
+        raise errors.InvalidParameter(
+            "SourceSslRootCert", f"SourceSslMode {req.tls.sslmode} needs the CA certificate(s) of the source."
+        )
+
+
 def _task_values(ctx: AppContext, req: SourceRequest, kind: TaskKind, name: str) -> dict[str, object]:
+    _check_tls(ctx, req)
     now = ctx.now()
     return {
         "kind": kind,
@@ -55,6 +69,7 @@ def _task_values(ctx: AppContext, req: SourceRequest, kind: TaskKind, name: str)
         "source_account": req.source_account,
         "source_password_enc": ctx.box.seal(req.source_password),
         "source_category": req.source_category,
+        "request": {"SourceTls": req.tls.to_json(), **req.extra},
         "stage": MigrateStage.PRECHECK,
         "replication_state": ReplicationState.UNSTARTED,
         "status": TaskStatus.RUNNING,

@@ -9,6 +9,7 @@ from cloudmig.api.actions.registry import Params, action
 from cloudmig.domain import classes
 from cloudmig.domain.ids import INSTANCE_ID_RE
 from cloudmig.domain.time import gmt
+from cloudmig.domain.validation import valid_account
 from cloudmig.runtime import AppContext
 from cloudmig.services import instances as svc
 from cloudmig.store.records import InstanceRecord
@@ -111,14 +112,17 @@ def delete_db_instance(ctx: AppContext, p: Params) -> dict[str, Any]:
     return {}
 
 
-@action("CreateAccount")
-def create_account(ctx: AppContext, p: Params) -> dict[str, Any]:
-    from cloudmig.domain.validation import valid_account
-
-    instance_id = _instance_id(p)
+def _account_name(p: Params) -> str:
     name = p.required_str("AccountName", max_len=63)
     if not valid_account(name):
         raise errors.InvalidParameter("AccountName", "Use letters, digits and underscores.")
+    return name
+
+
+@action("CreateAccount")
+def create_account(ctx: AppContext, p: Params) -> dict[str, Any]:
+    instance_id = _instance_id(p)
+    name = _account_name(p)
     account_type = (p.optional_str("AccountType", max_len=16) or "Normal").lower()
     if account_type not in ("normal", "super"):
         raise errors.InvalidParameter("AccountType", "It must be Normal or Super.")
@@ -130,4 +134,11 @@ def create_account(ctx: AppContext, p: Params) -> dict[str, Any]:
         superuser=account_type == "super",
         description=p.optional_str("AccountDescription", max_len=256) or "",
     )
+    return {}
+
+
+@action("ResetAccountPassword")
+def reset_account_password(ctx: AppContext, p: Params) -> dict[str, Any]:
+    instance_id = _instance_id(p)
+    svc.reset_account_password(ctx, instance_id, _account_name(p), p.secret("AccountPassword"))
     return {}

@@ -10,7 +10,13 @@ from cloudmig.domain.detail import render_detail
 from cloudmig.domain.enums import TaskKind
 from cloudmig.domain.ids import INSTANCE_ID_RE
 from cloudmig.domain.time import gmt
-from cloudmig.domain.validation import normalize_source_category, valid_account, valid_host
+from cloudmig.domain.tls import MAX_ROOT_CERT_CHARS, SSL_MODES, SourceTlsRequest
+from cloudmig.domain.validation import (
+    normalize_source_category,
+    valid_account,
+    valid_host,
+    valid_pem_certificates,
+)
 from cloudmig.runtime import AppContext
 from cloudmig.services import migrations as svc
 from cloudmig.services.migrations import SourceRequest, TaskPage
@@ -45,7 +51,25 @@ def _source_request(p: Params) -> SourceRequest:
             "SourceCategory", "It must be idcOnVpc, ecsOnVpc, internet, aliyunRDS or other (any case)."
         )
     task_name = p.optional_str("TaskName", max_len=128)
-    return SourceRequest(instance_id, ip, port, account, password, category, task_name)
+    return SourceRequest(instance_id, ip, port, account, password, category, task_name, tls=_tls(p))
+
+
+def _tls(p: Params) -> SourceTlsRequest:
+    """SourceSslMode and SourceSslRootCert (extensions: the SDKs drop them, the CLI sends them)."""
+    mode = p.optional_str("SourceSslMode", max_len=16)
+    if mode is not None and mode not in SSL_MODES:
+        raise errors.InvalidParameter("SourceSslMode", f"It must be one of {', '.join(SSL_MODES)}.")
+    pem = p.optional_str("SourceSslRootCert", max_len=MAX_ROOT_CERT_CHARS)
+    if pem is not None and not valid_pem_certificates(pem):
+        raise errors.InvalidParameter(
+            "SourceSslRootCert", "It must be one or more PEM-encoded X.509 certificates."
+        )
+    if mode in ("verify-ca", "verify-full") and pem is None:
+        # Without a CA of its own, libpq would look in ~/.postgresql of the user running it.
+        raise errors.InvalidParameter(
+            "SourceSslRootCert", f"SourceSslMode {mode} needs the CA certificate(s)."
+        )
+    return SourceTlsRequest(mode, pem)
 
 
 def _filter(p: Params, kind: TaskKind) -> TaskFilter:
