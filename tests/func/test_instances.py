@@ -140,6 +140,10 @@ def test_create_connect_reconfigure_destroy(provider: LocalInstanceProvider) -> 
     provider.start(iid, DEFAULT_MAJOR)
     with provider.connect_admin(iid, port) as conn:
         assert conn.execute("SHOW max_connections").fetchone() == (str(MEDIUM.max_connections),)
+    # Two starts, and the server never complained about its configuration's external PID file.
+    log = provider.logfile(iid).read_text()
+    assert log.count("database system is ready to accept connections") >= 2, log
+    assert "external PID file" not in log, log
 
     provider.destroy(iid, DEFAULT_MAJOR)
     assert not provider.instance_dir(iid).exists()

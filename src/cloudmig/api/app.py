@@ -1,5 +1,8 @@
 """The HTTP application: the RDS RPC endpoint at `/`, plus /healthz.
 
+A browser that opens `/` (GET, asking for HTML, no Action) is sent to the web console when it is
+enabled: nothing an SDK sends looks like that, and a JSON MissingParameter error helps no one there.
+
 Any request gets an RDS answer: a success body, or the error envelope (JSON unless Format=XML) with
 the Code of `cloudmig.errors`. Nothing the caller sends can produce a traceback in a body: unexpected
 exceptions become InternalError with the generic message and go to the log; a full store disk is
@@ -18,7 +21,7 @@ import time
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cloudmig import errors
@@ -72,6 +75,14 @@ async def _read_body(request: Request) -> bytes:
     if size > MAX_BODY_BYTES:
         raise _BodyTooLarge
     return b"".join(chunks)
+
+
+def is_browser_visit(method: str, query: list[tuple[str, str]], headers: dict[str, str]) -> bool:
+    """A person's browser opening the service's address: GET without an Action (neither in the query
+    nor as the V3 `x-acs-action` header) that accepts HTML."""
+    if method != "GET" or any(k == "Action" for k, _ in query) or "x-acs-action" in headers:
+        return False
+    return "text/html" in headers.get("accept", "").lower()
 
 
 def _joined_headers(request: Request) -> dict[str, str]:
@@ -172,11 +183,15 @@ def create_app(ctx: AppContext) -> Starlette:
             return Response(
                 payload, status_code=status, headers={"content-type": ctype, "connection": "close"}
             )
+        query = decode_query(request.scope.get("query_string", b""))
+        headers = _joined_headers(request)
+        if ctx.settings.console_enabled and is_browser_visit(request.method, query, headers):
+            return RedirectResponse("/console/", status_code=303)
         incoming = IncomingRequest(
             method=request.method,
             path=request.url.path,
-            query=decode_query(request.scope.get("query_string", b"")),
-            headers=_joined_headers(request),
+            query=query,
+            headers=headers,
             body=body,
             content_type=request.headers.get("content-type", ""),
         )

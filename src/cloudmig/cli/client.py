@@ -209,11 +209,27 @@ class Api:
             text = _clean_message(str(message or ""))
             if code == "SignatureDoesNotMatch":
                 text = "the request signature does not match: is the access key secret right?"
+            elif code == "InvalidAccessKeyId.NotFound":
+                text = (
+                    f"the service at {self.cfg.endpoint.url} does not know access key "
+                    f"{self.cfg.access_key_id} ({self._origin('access_key_id')}). `cloudmig keys create` "
+                    "writes into the store of the data dir it runs with: create the key with the same "
+                    "CLOUDMIG_DATA_DIR (or --data-dir) as `cloudmig serve`, or point the client at the "
+                    "service that has it"
+                )
             line = f"{code}: {text}" if text else str(code)
             if 400 <= status < 500:
                 return Refused(line)
             return Failed(line)
-        return Failed(f"cannot reach the service at {self.cfg.endpoint.url}: {_network_reason(exc)}")
+        return Failed(
+            f"cannot reach the service at {self.cfg.endpoint.url} ({self._origin('endpoint')}): "
+            f"{_network_reason(exc)}. Is `cloudmig serve` running there? A service on another host or "
+            f"port (CLOUDMIG_PORT) needs {ENV_ENDPOINT} or the client config's endpoint set to match"
+        )
+
+    def _origin(self, key: str) -> str:
+        origin = self.cfg.origins.get(key)
+        return f"from {origin}" if origin and origin != "default" else "the default"
 
     # ---- typed calls ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from cloudmig.cli.output import (
     OutputFormat,
     OutputOpt,
     Refused,
+    command_group,
     handle_errors,
     print_fields,
     print_json,
@@ -21,7 +22,7 @@ from cloudmig.cli.output import (
 )
 from cloudmig.pg.binaries import distribution_major
 
-instance_app = typer.Typer(help="Managed PostgreSQL instances (the migration targets).", no_args_is_help=True)
+instance_app = command_group("Managed PostgreSQL instances (the migration targets).")
 
 InstanceArg = Annotated[str, typer.Argument(metavar="INSTANCE", help="Instance ID (pgm-...).")]
 
@@ -40,6 +41,11 @@ def wait_status(api: Api, instance_id: str, want: str, timeout: float) -> dict[s
         time.sleep(1)
 
 
+def created_at(i: dict[str, Any]) -> Any:
+    # DescribeDBInstances names it CreateTime, DescribeDBInstanceAttribute CreationTime.
+    return i.get("CreationTime") or i.get("CreateTime")
+
+
 def _row(i: dict[str, Any]) -> list[Any]:
     return [
         i.get("DBInstanceId"),
@@ -47,7 +53,7 @@ def _row(i: dict[str, Any]) -> list[Any]:
         i.get("EngineVersion"),
         i.get("DBInstanceClass"),
         f"{i.get('ConnectionString')}:{i.get('Port')}",
-        i.get("CreateTime"),
+        created_at(i),
         i.get("DBInstanceDescription") or "",
     ]
 
@@ -124,7 +130,7 @@ def show(instance_id: InstanceArg, output: OutputOpt = OutputFormat.TABLE) -> No
             ("Storage", f"{inst.get('DBInstanceStorage')} GB"),
             ("Max connections", inst.get("MaxConnections")),
             ("Address", f"{inst.get('ConnectionString')}:{inst.get('Port')}"),
-            ("Created", inst.get("CreateTime")),
+            ("Created", created_at(inst)),
             ("Description", inst.get("DBInstanceDescription") or ""),
         ]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, Any
 
@@ -10,9 +11,11 @@ import typer
 from cloudmig.cli.client import Api, api_from_env
 from cloudmig.cli.instance import InstanceArg
 from cloudmig.cli.output import (
+    Failed,
     OutputFormat,
     OutputOpt,
     Refused,
+    command_group,
     handle_errors,
     print_fields,
     print_json,
@@ -28,15 +31,32 @@ from cloudmig.cli.sourceopts import (
     TaskNameOpt,
     source_args,
 )
-from cloudmig.cli.watch import detail_tail, stage_of, status_of, summary_rows, watch
+from cloudmig.cli.watch import (
+    detail_tail,
+    failed_checks,
+    failure_report,
+    reached,
+    stage_of,
+    status_of,
+    summary_rows,
+    watch,
+)
 
-migrate_app = typer.Typer(help="Migration tasks: create, follow, switch over.", no_args_is_help=True)
+migrate_app = command_group("Migration tasks: create, follow, switch over.")
 
-TaskIdOpt = Annotated[int | None, typer.Option("--task-id", help="Default: the instance's newest task.")]
-IntervalOpt = Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between refreshes.")]
+TaskIdOpt = Annotated[
+    int | None, typer.Option("--task-id", metavar="ID", help="Default: the instance's newest task.")
+]
+IntervalOpt = Annotated[
+    float, typer.Option("--interval", metavar="SECONDS", min=0.2, help="Seconds between refreshes.")
+]
 UntilOpt = Annotated[
     str,
-    typer.Option("--until", help="end: until the task succeeds or fails; streaming: until it streams."),
+    typer.Option(
+        "--until",
+        metavar="end|streaming",
+        help="end: until the task succeeds or fails; streaming: until it streams.",
+    ),
 ]
 
 FORCE_WARNING = (
@@ -52,9 +72,24 @@ def run_watch(
         raise Refused(f"--until must be end or streaming, not {until!r}")
     first = api.migration(instance_id, task_id)
     tid = int(first["TaskId"])
-    return watch(
+    code, item = watch(
         lambda: api.migration(instance_id, tid), instance_id, until=until, interval=interval, timeout=timeout
     )
+    if timeout is not None and not reached(item, until):
+        goal = "streams" if until == "streaming" else "ends"
+        raise Failed(
+            f"timed out after {timeout:g} s before task {tid} {goal}: it is in stage {stage_of(item)}, "
+            f"replication {item.get('ReplicationState', '-')}, {status_of(item)}. The task goes on; "
+            f"`cloudmig migrate watch {instance_id}` follows it again"
+        )
+    for line in failure_report(item, instance_id):
+        typer.echo(line, err=True)
+    return code, item
+
+
+def cli_wording(message: str) -> str:
+    """The service's refusals name API parameters; a CLI user sets them with flags."""
+    return re.sub(r"\b(?:set |use )?ForceSwitch(?:=1)?\b", "use --force", message)
 
 
 @migrate_app.command("create")
@@ -134,6 +169,11 @@ def show(instance_id: InstanceArg, task_id: TaskIdOpt = None, output: OutputOpt 
         print_json(item)
         return
     print_fields(summary_rows(item))
+    checks = failed_checks(item)
+    if checks:
+        typer.echo("\nFailed checks:")
+        for line in checks:
+            typer.echo(f"  {line}")
     tail = detail_tail(item)
     if tail:
         typer.echo("\nLast events:")
@@ -148,7 +188,10 @@ def watch_(
     task_id: TaskIdOpt = None,
     until: UntilOpt = "end",
     interval: IntervalOpt = 1.0,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds (exit 3).")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Give up after this many seconds (exit 3); the task goes on."),
+    ] = None,
 ) -> None:
     """Follow a task live until it succeeds or fails (plain lines when stdout is not a terminal)."""
     code, _ = run_watch(api_from_env(), instance_id, task_id, until, interval, timeout)
@@ -181,7 +224,10 @@ def switch(
         )
         typer.confirm(question, abort=True)
     api = api_from_env()
-    resp = api.switchover(instance_id, force=force)
+    try:
+        resp = api.switchover(instance_id, force=force)
+    except Refused as exc:
+        raise Refused(cli_wording(str(exc))) from None
     typer.echo(f"switchover of {instance_id} requested (task {resp.get('TaskId')})", err=True)
     if follow:
         code, _ = run_watch(api, instance_id, int(resp["TaskId"]), "end", interval)

@@ -15,6 +15,7 @@ from cloudmig.cli.output import (
     OutputFormat,
     OutputOpt,
     Refused,
+    command_group,
     handle_errors,
     print_fields,
     print_json,
@@ -31,7 +32,7 @@ from cloudmig.cli.sourceopts import (
     source_args,
 )
 
-precheck_app = typer.Typer(help="Assess a source before migrating it.", no_args_is_help=True)
+precheck_app = command_group("Assess a source before migrating it.")
 
 
 def report_passed(item: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ PasswordFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--password-file",
+        metavar="FILE",
         help="Read the source password from this file (its first line); '-' reads standard input.",
     ),
 ]

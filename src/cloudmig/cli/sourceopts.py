@@ -10,15 +10,23 @@ import typer
 from cloudmig.cli.client import SourceArgs
 from cloudmig.cli.secrets import PasswordEnvOpt, PasswordFileOpt, read_source_password
 
-SourceHostOpt = Annotated[str, typer.Option("--source-host", help="Source server address (IP or host name).")]
-SourcePortOpt = Annotated[int, typer.Option("--source-port", min=1, max=65535, help="Source server port.")]
+SourceHostOpt = Annotated[
+    str, typer.Option("--source-host", metavar="HOST", help="Source server address (IP or host name).")
+]
+SourcePortOpt = Annotated[
+    int, typer.Option("--source-port", metavar="PORT", min=1, max=65535, help="Source server port.")
+]
 SourceAccountOpt = Annotated[
-    str, typer.Option("--source-account", help="Source role with REPLICATION (and pg_monitor).")
+    str,
+    typer.Option("--source-account", metavar="ROLE", help="Source role with REPLICATION (and pg_monitor)."),
 ]
 CategoryOpt = Annotated[
-    str, typer.Option("--source-category", help="Where the source runs: idcOnVpc, ecsOnVpc or internet.")
+    str,
+    typer.Option(
+        "--source-category", metavar="CATEGORY", help="Where the source runs: idcOnVpc, ecsOnVpc or internet."
+    ),
 ]
-TaskNameOpt = Annotated[str | None, typer.Option("--task-name", help="A name for the task.")]
+TaskNameOpt = Annotated[str | None, typer.Option("--task-name", metavar="NAME", help="A name for the task.")]
 
 
 def source_args(

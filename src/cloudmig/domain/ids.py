@@ -19,12 +19,10 @@ def new_request_id() -> str:
     return str(uuid.uuid4()).upper()
 
 
-def new_migration_task_name() -> str:
+def new_task_name() -> str:
+    """The default TaskName of precheck and migration tasks alike: a UUID, as in the RDS
+    documentation's CreateCloudMigrationTask sample (`362c6c7a-4d20-4eac-898c-1495ceab374c`)."""
     return str(uuid.uuid4())
-
-
-def new_precheck_task_name() -> str:
-    return "".join(secrets.choice(_ALNUM) for _ in range(11))
 
 
 def new_access_key_id() -> str:

@@ -1,31 +1,52 @@
-"""How much of the source's WAL a migration's slot may hold, and how full the target may get."""
+"""How much WAL a migration's replication slot may hold on the source before cloudmig reports it
+(warning) and before it stops the migration and drops the slot (limit), so that a stalled migration
+never fills the source's disk. The assessment's "Check wal keep size" explains these numbers; the
+engine enforces them. Pure.
+"""
 
 from __future__ import annotations
 
-from cloudmig.settings import Settings
+from typing import Protocol
 
 MB = 1024 * 1024
+# Derived levels when the settings are 0: multiples of the source's max_wal_size, with floors.
+WARNING_WAL_SIZES = 4
+LIMIT_WAL_SIZES = 8
 MIN_WARNING_MB = 1024
 MIN_LIMIT_MB = 2048
-# Derived from max_wal_size: a healthy standby keeps the slot near the source's own WAL size.
-WARNING_FACTOR = 4
-LIMIT_FACTOR = 8
-# max_slot_wal_keep_size invalidates the slot at its size: stop a little before.
-KEEP_SIZE_SHARE = 0.9
-# Storage of a target: warnings at these shares of DBInstanceStorage, stop at the quota.
-STORAGE_WARNINGS = (0.8, 0.9)
+# When the source itself invalidates slots (max_slot_wal_keep_size) at or below the limit, act first.
+KEEP_SIZE_FRACTION_NUM, KEEP_SIZE_FRACTION_DEN = 9, 10
+
+
+class SlotWalSettings(Protocol):
+    """The two settings (cloudmig.settings.Settings has them); 0 = derived from the source."""
+
+    @property
+    def slot_wal_warning_mb(self) -> int: ...
+
+    @property
+    def slot_wal_limit_mb(self) -> int: ...
 
 
 def slot_wal_thresholds(
-    settings: Settings, max_wal_size_mb: int, max_slot_wal_keep_size_mb: int | None
+    settings: SlotWalSettings, max_wal_size_mb: int, max_slot_wal_keep_size_mb: int | None
 ) -> tuple[int, int]:
-    """(warning, limit) in bytes of WAL retained by a task's slot on its source."""
-    warning_mb = settings.slot_wal_warning_mb or max(WARNING_FACTOR * max_wal_size_mb, MIN_WARNING_MB)
-    limit_mb = settings.slot_wal_limit_mb or max(LIMIT_FACTOR * max_wal_size_mb, MIN_LIMIT_MB)
-    if max_slot_wal_keep_size_mb is not None and max_slot_wal_keep_size_mb > 0:
-        limit_mb = min(limit_mb, int(max_slot_wal_keep_size_mb * KEEP_SIZE_SHARE))
-    return min(warning_mb, limit_mb) * MB, limit_mb * MB
+    """(warning_bytes, limit_bytes) of WAL retained by the migration's slot.
+
+    `max_slot_wal_keep_size_mb` is the source's setting (None before PostgreSQL 13, -1 unbounded).
+    The warning level never exceeds the limit: when it would, it is half the limit.
+    """
+    wal = max(0, max_wal_size_mb)
+    warning_mb = settings.slot_wal_warning_mb or max(WARNING_WAL_SIZES * wal, MIN_WARNING_MB)
+    limit_mb = settings.slot_wal_limit_mb or max(LIMIT_WAL_SIZES * wal, MIN_LIMIT_MB)
+    limit = limit_mb * MB
+    if max_slot_wal_keep_size_mb is not None and 0 <= max_slot_wal_keep_size_mb * MB <= limit:
+        limit = max_slot_wal_keep_size_mb * MB * KEEP_SIZE_FRACTION_NUM // KEEP_SIZE_FRACTION_DEN
+    warning = warning_mb * MB
+    if warning > limit:
+        warning = limit // 2
+    return warning, limit
 
 
-def storage_level(used: int, quota: int) -> float:
-    return used / quota if quota > 0 else 0.0
+# Storage of a target: warnings at these shares of DBInstanceStorage; at the quota the task stops.
+STORAGE_WARNINGS = (0.8, 0.9)

@@ -11,6 +11,7 @@ from cloudmig.domain.detail import SECTION_BACKUP
 from cloudmig.domain.enums import MigrateStage, ReplicationState
 from cloudmig.domain.ids import slot_name_for_task
 from cloudmig.domain.transitions import Transition
+from cloudmig.domain.units import human_bytes
 from cloudmig.engine.health import copy_fits
 from cloudmig.engine.outcome import Fail, Next, Outcome, Retry, Wait
 from cloudmig.engine.revert import undo_copy
@@ -123,10 +124,10 @@ class BasebackupStage:
         inst.mark_copy_complete()
         recorder.done = max(recorder.done, recorder.total)
         recorder.flush(time.monotonic(), phase="done")
-        mb = recorder.total / (1024 * 1024)
         tc.event(
             SECTION_BACKUP,
-            f"Full backup finished: {mb:.1f} MB in {time.monotonic() - recorder.started:.1f} s",
+            f"Full backup finished: {human_bytes(recorder.total)} in "
+            f"{time.monotonic() - recorder.started:.1f} s",
         )
         tc.move(Transition.COPIED, ReplicationState.UNSTARTED)
         return Next()

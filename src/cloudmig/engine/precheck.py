@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloudmig.checks import run_assessment
+from cloudmig.checks import assess as run_checks
 from cloudmig.domain.checks import CheckResult, passed, render_report
 from cloudmig.domain.enums import CheckLevel, MigrateStage, TaskKind, TaskStatus
 from cloudmig.domain.transitions import Transition
@@ -14,8 +14,12 @@ from cloudmig.runtime.targets import target_spec
 
 
 def assess(tc: TaskContext) -> list[CheckResult]:
-    results = run_assessment(tc.source(), target_spec(tc.ctx, tc.instance_record()))
+    assessment = run_checks(tc.source(), target_spec(tc.ctx, tc.instance_record()))
+    results = assessment.results
     tc.update(report=render_report(results), check_results=[r.as_dict() for r in results])
+    # The source's configuration settings the startup stage carries over (issue 12, part 1).
+    if assessment.settings_carry is not None:
+        tc.update(progress={**tc.task.progress, "SettingsCarry": assessment.settings_carry})
     return results
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from cloudmig.domain.detail import SECTION_START, SECTION_SYNC, TEXT_START, TEXT_SYNC
 from cloudmig.domain.enums import MigrateStage, ReplicationState
+from cloudmig.domain.settings_carry import SettingsCarryPlan
 from cloudmig.domain.transitions import Transition
 from cloudmig.engine.outcome import Fail, Next, Outcome
 from cloudmig.engine.revert import undo_copy
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.errors import RetriesExhausted
+from cloudmig.pg.carried_conf import write_source_conf
 from cloudmig.pg.conf import StandbyConf, primary_conninfo
 
 APPLICATION_NAME = "rds_db_instance"
@@ -25,7 +27,13 @@ def standby_conf(tc: TaskContext) -> StandbyConf:
 
 
 def configure_standby(tc: TaskContext) -> list[str]:
-    return tc.instance().apply_conf(standby=standby_conf(tc))
+    inst = tc.instance()
+    removed = inst.apply_conf(standby=standby_conf(tc))
+    # The source's configuration settings the precheck planned to carry, below cloudmig's own.
+    carry = tc.task.progress.get("SettingsCarry")
+    if carry is not None:
+        write_source_conf(inst.pgdata, SettingsCarryPlan.from_dict(carry).carried(), user=inst.provider.user)
+    return removed
 
 
 class StartupStage:

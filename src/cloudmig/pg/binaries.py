@@ -34,7 +34,7 @@ _MAJOR_GLOBS = (
 )
 
 _lock = threading.Lock()
-_dir_cache: dict[tuple[int, tuple[Path, ...], int | None], Path] = {}
+_cache: dict[tuple[int, tuple[Path, ...], int | None], Path] = {}
 _basebackup_cache: dict[tuple[int, tuple[Path, ...], int | None], Path] = {}
 # (program path, uid it ran as) → (mtime_ns, major): `--version` runs once per binary and process.
 _version_cache: dict[tuple[Path, int | None], tuple[int, int]] = {}
@@ -159,7 +159,7 @@ def find_bin_dir(major: int, extra_dirs: Sequence[Path] = (), *, user: OsUser | 
     can run, when given)."""
     key = (major, tuple(extra_dirs), None if user is None else user.uid)
     with _lock:
-        cached = _dir_cache.get(key)
+        cached = _cache.get(key)
     if cached is not None:
         return cached
     looked: list[str] = []
@@ -173,7 +173,7 @@ def find_bin_dir(major: int, extra_dirs: Sequence[Path] = (), *, user: OsUser | 
             continue
         if found == major:
             with _lock:
-                _dir_cache[key] = directory
+                _cache[key] = directory
             return directory
         looked.append(f"{directory} (PostgreSQL {found})")
     where = "; ".join(looked) or "no candidate directory holds postgres, initdb and pg_ctl"

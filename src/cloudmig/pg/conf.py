@@ -198,7 +198,9 @@ def render_managed_conf(conf: ManagedConf, major: int) -> str:
         f"unix_socket_directories = {conf_quote(os.fspath(conf.socket_dir))}",
         f"hba_file = {conf_quote(os.fspath(conf.hba_file))}",
         f"ident_file = {conf_quote(os.fspath(ident_file_for(conf.hba_file)))}",
-        "external_pid_file = ''",
+        # Ours, beside the socket: a copied postgresql.conf may name its host's (Debian's
+        # /var/run/postgresql/15-main.pid), and '' is not "none" but a file that cannot be written.
+        f"external_pid_file = {conf_quote(os.fspath(conf.socket_dir / 'postgres.pid'))}",
         f"cluster_name = {conf_quote(conf.cluster_name)}",
         f"shared_buffers = {conf_quote(conf.shared_buffers)}",
     ]

@@ -20,4 +20,7 @@ def target_spec(ctx: AppContext, inst: InstanceRecord) -> TargetSpec:
         free_bytes=lambda: provider.free_bytes(inst.id),
         connect_admin=lambda dbname: provider.connect_admin(inst.id, inst.port, dbname=dbname),
         extension_allow_list=None if allowed is None else frozenset(allowed),
+        pg_bin_dirs=tuple(provider.settings.pg_bin_dirs),
+        slot_wal_warning_mb=provider.settings.slot_wal_warning_mb,
+        slot_wal_limit_mb=provider.settings.slot_wal_limit_mb,
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 
 from cloudmig import errors
-from cloudmig.checks.facts import gather_target
+from cloudmig.checks import gather_target
 from cloudmig.checks.rules import target_not_empty
 from cloudmig.domain.detail import Event
 from cloudmig.domain.enums import (
@@ -17,7 +17,7 @@ from cloudmig.domain.enums import (
     TaskKind,
     TaskStatus,
 )
-from cloudmig.domain.ids import new_migration_task_name, new_precheck_task_name
+from cloudmig.domain.ids import new_task_name
 from cloudmig.domain.tls import SourceTlsRequest
 from cloudmig.runtime import AppContext
 from cloudmig.runtime.targets import target_spec
@@ -80,7 +80,7 @@ def _task_values(ctx: AppContext, req: SourceRequest, kind: TaskKind, name: str)
 
 def _task_name(ctx: AppContext, req: SourceRequest, kind: TaskKind) -> str:
     if req.task_name is None:
-        return new_migration_task_name() if kind is TaskKind.MIGRATION else new_precheck_task_name()
+        return new_task_name()
     if task_store.name_taken(ctx.db, req.instance_id, kind, req.task_name):
         raise errors.TaskNameConflict()
     return req.task_name
