@@ -60,7 +60,10 @@ TEA_METHODS = {
 EXTENSION_KEYS = frozenset(
     {"Status", "Reason", "ReasonCode", "CheckResults", "Progress", "Evidence", "DataLoss", "Warning"}
 )
-EXTENSION_KEYS_BY_ACTION = {"DescribeDBInstances": frozenset({"Port"})}
+EXTENSION_KEYS_BY_ACTION = {
+    "DescribeDBInstances": frozenset({"Port"}),
+    "DescribeDBInstanceAttribute": frozenset({"StatusReason"}),
+}
 
 
 # ---- a recording proxy ------------------------------------------------------------------------

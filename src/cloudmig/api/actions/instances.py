@@ -102,6 +102,8 @@ def describe_db_instance_attribute(ctx: AppContext, p: Params) -> dict[str, Any]
         "MaxConnections": cls.max_connections if cls else 0,
         "CurrentKernelVersion": "",
         "AccountMaxQuantity": 100,
+        # Extension: why a Failed instance failed (empty otherwise).
+        "StatusReason": r.status_reason,
     }
     return {"Items": {"DBInstanceAttribute": [item]}}
 
