@@ -20,6 +20,7 @@ from tests.support.flows import (
     wait_running,
     wait_streaming,
 )
+from tests.support.pgcluster import DEFAULT_MAJOR
 from tests.support.spec import REPLICATION_INFO_KEYS
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +52,7 @@ def test_instance_lifecycle_and_client_token(service) -> None:
     first = instance_attribute(client, instance_id).dbinstance_status
     assert first in ("Creating", "Running")
     attr = wait_running(client, instance_id)
-    assert attr.engine == "PostgreSQL" and attr.engine_version == "15"
+    assert attr.engine == "PostgreSQL" and attr.engine_version == str(DEFAULT_MAJOR)
     assert attr.dbinstance_class == "pg.n2.medium.2c" and attr.dbinstance_storage == 20
     listed = client.describe_dbinstances(rds.DescribeDBInstancesRequest(region_id="cn-hangzhou")).body
     assert instance_id in [i.dbinstance_id for i in listed.items.dbinstance]

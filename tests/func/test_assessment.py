@@ -30,11 +30,13 @@ from tests.support.assessment import (
 )
 from tests.support.pgcluster import (
     DEFAULT_HBA,
+    DEFAULT_MAJOR,
     SourceCluster,
     free_port,
     runnable_bin_dir,
 )
 
+from cloudmig.pg.compat import MAX_MAJOR
 from cloudmig.pg.conf import make_dir
 from cloudmig.pg.runner import run
 from cloudmig.pg.source import Source
@@ -93,8 +95,8 @@ Check server binaries: success
 
 @pytest.fixture(scope="module")
 def target(pg_base_dir: Path) -> Iterator[Target]:
-    """An empty PostgreSQL 15 instance created by the local provider (never changed by a test)."""
-    with make_target(pg_base_dir, "pgmassess15") as tgt:
+    """An empty instance of DEFAULT_MAJOR created by the local provider (never changed by a test)."""
+    with make_target(pg_base_dir, "pgmassess") as tgt:
         yield tgt
 
 
@@ -313,15 +315,16 @@ def test_account_not_in_pg_monitor(healthy: SourceCluster, target: Target) -> No
 
 
 def test_major_version_differs(pg_base_dir: Path, target: Target) -> None:
-    runnable_bin_dir(16)
-    with make_source(pg_base_dir, HEALTHY_SETTINGS, major=16) as cluster:
+    other = DEFAULT_MAJOR + 1 if DEFAULT_MAJOR < MAX_MAJOR else DEFAULT_MAJOR - 1
+    runnable_bin_dir(other)
+    with make_source(pg_base_dir, HEALTHY_SETTINGS, major=other) as cluster:
         _, report = assess(spec_of(cluster), target.spec())
     assert_fails(
         report,
-        "Check major version consistent: error(error:source major version 16 is not consistent with rds major"
-        " version 15)",
+        f"Check major version consistent: error(error:source major version {other} is not consistent with"
+        f" rds major version {DEFAULT_MAJOR})",
     )
-    # Everything else about this source is fine: it was gathered from a 16 server all the same.
+    # Everything else about this source is fine: it was gathered from the other server all the same.
     assert line_of(report, "Check wal level") == "Check wal level: success"
     assert line_of(report, "Check extensions supported") == "Check extensions supported: success"
 

@@ -25,7 +25,7 @@ from cloudmig.domain.classes import InstanceClass
 from cloudmig.instances.provider import LocalInstanceProvider
 from cloudmig.pg.conf import atomic_write
 from cloudmig.pg.source import Source, SourceTls
-from tests.support.pgcluster import DEFAULT_PASSWORD, SourceCluster, free_port, make_settings
+from tests.support.pgcluster import DEFAULT_MAJOR, DEFAULT_PASSWORD, SourceCluster, free_port, make_settings
 
 ACCOUNT = "migratetest"
 MEDIUM = CLASSES["pg.n2.medium.2c"]  # max_connections 400, max_wal_senders 16, ...
@@ -80,7 +80,7 @@ class Target:
 
 
 @contextlib.contextmanager
-def make_target(base: Path, instance_id: str, major: int = 15) -> Iterator[Target]:
+def make_target(base: Path, instance_id: str, major: int = DEFAULT_MAJOR) -> Iterator[Target]:
     provider = LocalInstanceProvider(make_settings(base))
     port = free_port()
     try:
@@ -98,7 +98,7 @@ def make_source(
     base: Path,
     settings: Mapping[str, object] | None = None,
     *,
-    major: int = 15,
+    major: int = DEFAULT_MAJOR,
     prepare: Callable[[SourceCluster], None] | None = None,
 ) -> Iterator[SourceCluster]:
     """A source with the migration account; `prepare` runs before its first start when given."""

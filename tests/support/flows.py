@@ -40,13 +40,21 @@ def source_fields(instance_id: str, port: int, **overrides: Any) -> dict[str, An
 
 
 def create_instance(
-    client: Any, *, storage: int = 20, klass: str = "pg.n2.medium.2c", token: str | None = None
+    client: Any,
+    *,
+    storage: int = 20,
+    klass: str = "pg.n2.medium.2c",
+    token: str | None = None,
+    major: int | None = None,
 ) -> str:
+    """CreateDBInstance of `major` (the tests' DEFAULT_MAJOR, the distribution's, by default)."""
+    from tests.support.pgcluster import DEFAULT_MAJOR
+
     resp = client.create_dbinstance(
         rds.CreateDBInstanceRequest(
             region_id="cn-hangzhou",
             engine="PostgreSQL",
-            engine_version="15.0",
+            engine_version=f"{major or DEFAULT_MAJOR}.0",
             dbinstance_class=klass,
             dbinstance_storage=storage,
             dbinstance_net_type="Intranet",

@@ -9,6 +9,11 @@
 
 Everything PostgreSQL runs as the non-root `postgres` OS user when the tests run as root, so every
 directory lives under a 0711 base directory in /tmp (pytest's own tmp_path base is 0700 root).
+
+Majors: a cluster is of DEFAULT_MAJOR unless a test asks for another. DEFAULT_MAJOR is the
+distribution's own PostgreSQL (15 on Debian 12, 17 on Debian 13; CLOUDMIG_TEST_PG_MAJOR overrides).
+Other majors come from tools/install-pg-majors (tests/support/majors.py; tests/conftest.py puts them
+into CLOUDMIG_PG_BIN_DIRS for the tests and the services they start).
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ import psycopg
 from psycopg import sql as pgsql
 
 from cloudmig.instances.osuser import pg_os_user
-from cloudmig.pg import ctl
-from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
+from cloudmig.pg import compat, ctl
+from cloudmig.pg.binaries import PgBinariesNotFound, distribution_major, find_bin_dir
 from cloudmig.pg.conf import atomic_write, conf_quote, make_dir
 from cloudmig.pg.runner import OsUser, PgCommandError, run
 from cloudmig.pg.source import SourceEndpoint
@@ -48,6 +53,30 @@ DEFAULT_HBA: tuple[str, ...] = (
     "host all all 127.0.0.1/32 scram-sha-256",
     "host replication all 127.0.0.1/32 scram-sha-256",
 )
+
+
+def bin_dirs_for_tests() -> list[Path]:
+    """pg_bin_dirs as the tests' services see them (CLOUDMIG_PG_BIN_DIRS, set by tests/conftest.py)."""
+    return list(Settings().pg_bin_dirs)
+
+
+def _default_major() -> int:
+    override = os.environ.get("CLOUDMIG_TEST_PG_MAJOR", "").strip()
+    if override:
+        return int(override)
+    major = distribution_major()
+    if major is not None:
+        return major
+    for candidate in reversed(compat.SUPPORTED_MAJORS):
+        try:
+            find_bin_dir(candidate, bin_dirs_for_tests())
+        except PgBinariesNotFound:
+            continue
+        return candidate
+    return compat.MAX_MAJOR  # nothing installed: the tests say which binaries are missing
+
+
+DEFAULT_MAJOR: int = _default_major()
 
 _ports_lock = threading.Lock()
 _ports_handed_out: set[int] = set()
@@ -156,14 +185,16 @@ class SourceCluster:
         cls,
         base_dir: Path,
         *,
-        major: int = 15,
+        major: int | None = None,
         port: int | None = None,
         settings: Mapping[str, object] | None = None,
         start: bool = True,
     ) -> SourceCluster:
-        """initdb a cluster in a new directory under `base_dir` and start it (unless start=False)."""
+        """initdb a cluster of `major` (DEFAULT_MAJOR by default) in a new directory under
+        `base_dir` and start it (unless start=False)."""
+        major = major or DEFAULT_MAJOR
         user = os_user_for_tests()
-        bin_dir = find_bin_dir(major)
+        bin_dir = find_bin_dir(major, bin_dirs_for_tests())
         root = Path(tempfile.mkdtemp(prefix="src-", dir=base_dir))
         make_dir(root, user=user)
         cluster = cls(
@@ -335,14 +366,26 @@ class SourceCluster:
         run(argv, user=self.user, timeout=seconds + 120)
 
 
-def runnable_bin_dir(major: int) -> Path:
-    """The bin dir of `major`, or skip the test: absent, or not executable by the PostgreSQL OS user
-    (e.g. pgserver's binaries inside a virtualenv under a directory that user cannot traverse)."""
-    import pytest
-
+def usable_bin_dir(major: int) -> tuple[Path | None, str]:
+    """(bin dir of `major`, "") when the PostgreSQL OS user can run its server, else (None, why):
+    absent, or not executable by that user (e.g. binaries in a virtualenv under a directory it
+    cannot traverse)."""
     try:
-        bin_dir = find_bin_dir(major)
+        bin_dir = find_bin_dir(major, bin_dirs_for_tests())
         run([bin_dir / "postgres", "--version"], user=os_user_for_tests(), timeout=30)
     except (PgBinariesNotFound, PgCommandError) as exc:
-        pytest.skip(f"PostgreSQL {major} binaries are not usable here (pip install pgserver): {exc}")
+        return (
+            None,
+            f"PostgreSQL {major} binaries are not usable here ({exc}); install them with tools/install-pg-majors {major}",
+        )
+    return bin_dir, ""
+
+
+def runnable_bin_dir(major: int) -> Path:
+    """The bin dir of `major`, or skip the test saying why (see usable_bin_dir)."""
+    import pytest
+
+    bin_dir, why = usable_bin_dir(major)
+    if bin_dir is None:
+        pytest.skip(why)
     return bin_dir

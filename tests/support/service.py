@@ -134,12 +134,13 @@ class Service:
         self.stop()
         from cloudmig.instances.provider import LocalInstanceProvider
         from cloudmig.settings import Settings
+        from tests.support.pgcluster import DEFAULT_MAJOR
 
         settings = Settings(data_dir=self.data_dir, runtime_dir=self.runtime_dir)
         provider = LocalInstanceProvider(settings)
         for inst_dir in sorted((self.data_dir / "instances").glob("pgm-*")):
             version_file = inst_dir / "pgdata" / "PG_VERSION"
-            version = int(version_file.read_text().strip()) if version_file.exists() else 15
+            version = int(version_file.read_text().strip()) if version_file.exists() else DEFAULT_MAJOR
             with contextlib.suppress(Exception):  # best effort at teardown
                 provider.stop(inst_dir.name, version)
 

@@ -37,7 +37,7 @@ from cloudmig.cli.precheck import print_report, report_passed, wait_precheck
 from cloudmig.cli.watch import PlainPrinter, watch
 from cloudmig.instances.osuser import pg_os_user
 from cloudmig.pg import ctl
-from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
+from cloudmig.pg.binaries import PgBinariesNotFound, distribution_major, find_bin_dir
 from cloudmig.pg.conf import atomic_write, conf_quote, make_dir
 from cloudmig.pg.runner import OsUser, run
 from cloudmig.pg.sql import connect_socket, connect_source
@@ -94,8 +94,9 @@ class DemoSource:
 
     @classmethod
     def create(cls, root: Path, major: int) -> DemoSource:
-        user = pg_os_user(Settings())
-        src = cls(root, find_bin_dir(major), free_port(), user)
+        service_settings = Settings()
+        user = pg_os_user(service_settings)
+        src = cls(root, find_bin_dir(major, service_settings.pg_bin_dirs), free_port(), user)
         make_dir(root, user=user, mode=0o711)
         make_dir(src.pgdata, user=user)
         make_dir(src.sockets, user=user)
@@ -353,13 +354,21 @@ def delete_instance(api: Api, instance_id: str, timeout: float = 90) -> None:
 
 def demo(
     scale: Annotated[int, typer.Option(min=1, help="pgbench scale of the source (about 16 MB each).")] = 1,
-    pg_major: Annotated[int, typer.Option("--pg-major", help="PostgreSQL major version to use.")] = 15,
+    pg_major: Annotated[
+        int | None,
+        typer.Option("--pg-major", help="PostgreSQL major version to use (default: the distribution's)."),
+    ] = None,
     keep: Annotated[
         bool, typer.Option("--keep", help="Leave the source, service and files running.")
     ] = False,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes of the view.")] = 1.0,
 ) -> None:
     """Migrate a throwaway pgbench database into a new instance and switch over, end to end."""
-    code = handle_errors(run_demo)(scale, pg_major, keep, interval)
+    major = pg_major or distribution_major()
+    if major is None:
+        raise typer.BadParameter(
+            "no PostgreSQL of the distribution found; give --pg-major", param_hint="--pg-major"
+        )
+    code = handle_errors(run_demo)(scale, major, keep, interval)
     if code:
         raise typer.Exit(EXIT_FAILED)

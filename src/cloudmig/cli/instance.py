@@ -20,6 +20,7 @@ from cloudmig.cli.output import (
     print_json,
     print_table,
 )
+from cloudmig.pg.binaries import distribution_major
 
 instance_app = command_group("Managed PostgreSQL instances (the migration targets).")
 
@@ -62,7 +63,10 @@ def _row(i: dict[str, Any]) -> list[Any]:
 def create(
     instance_class: Annotated[str, typer.Option("--class", help="DBInstanceClass.")] = "pg.n2.medium.2c",
     storage: Annotated[int, typer.Option("--storage", min=1, help="Storage quota in GB.")] = 20,
-    engine_version: Annotated[str, typer.Option("--engine-version", help="PostgreSQL major.")] = "15",
+    engine_version: Annotated[
+        str | None,
+        typer.Option("--engine-version", help="PostgreSQL major (default: this host's distribution's)."),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="A note to recognise it by.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is Running.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 300,
@@ -70,6 +74,13 @@ def create(
 ) -> None:
     """Create an instance (initdb on the service host)."""
     api = api_from_env()
+    if engine_version is None:
+        major = distribution_major()
+        if major is None:
+            raise typer.BadParameter(
+                "no PostgreSQL found on this host; give it", param_hint="--engine-version"
+            )
+        engine_version = str(major)
     instance_id = api.create_instance(
         engine_version=engine_version,
         instance_class=instance_class,

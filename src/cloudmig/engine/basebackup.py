@@ -104,7 +104,7 @@ class BasebackupStage:
         provider = tc.ctx.provider
         try:
             run_basebackup(
-                provider.bin_dir(inst.major),
+                provider.basebackup_dir(inst.major),
                 target,
                 tc.source().endpoint,
                 tc.slot_name,

@@ -29,7 +29,7 @@ from cloudmig.domain.classes import InstanceClass
 from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.osuser import chown_to, ensure_reachable, pg_os_user
 from cloudmig.pg import ctl
-from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
+from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_dir
 from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, atomic_write, make_dir
 from cloudmig.pg.passfile import write_passfile
 from cloudmig.pg.runner import OsUser, PgCommandError
@@ -98,7 +98,13 @@ class LocalInstanceProvider:
         return self.settings.runtime_dir / "pgpass" / self._check_id(instance_id) / "pgpass"
 
     def bin_dir(self, major: int) -> Path:
-        return find_bin_dir(major, self.settings.pg_bin_dirs)
+        """postgres/initdb/pg_ctl of `major`: an instance always runs its own major's server."""
+        return find_bin_dir(major, self.settings.pg_bin_dirs, user=self.user)
+
+    def basebackup_dir(self, major: int) -> Path:
+        """The directory of a pg_basebackup that copies a source of `major`: that major's, else the
+        nearest newer one (a directory of server binaries need not have one)."""
+        return find_basebackup(major, self.settings.pg_bin_dirs, user=self.user).parent
 
     # ---- directories --------------------------------------------------------------------------
 

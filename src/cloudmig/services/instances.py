@@ -12,7 +12,7 @@ from cloudmig.domain.enums import InstanceStatus, TaskKind, TaskStatus
 from cloudmig.domain.ids import new_instance_id
 from cloudmig.domain.reserved import RESERVED_ROLES
 from cloudmig.instances.ports import allocate_port
-from cloudmig.pg import probes, roles
+from cloudmig.pg import compat, probes, roles
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
 from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
@@ -47,6 +47,10 @@ def create_instance(ctx: AppContext, req: InstanceRequest) -> InstanceRecord:
     if req.engine.lower() != SUPPORTED_ENGINE.lower():
         raise errors.InvalidEngine(f"Specified engine {req.engine!r} is not supported; use PostgreSQL.")
     major = _major_of(req.engine_version)
+    if major not in compat.SUPPORTED_MAJORS:
+        raise errors.InvalidEngineVersion(
+            f"PostgreSQL {major} is not supported; EngineVersion {compat.MIN_MAJOR} to {compat.MAX_MAJOR}."
+        )
     try:
         find_bin_dir(major, ctx.settings.pg_bin_dirs)
     except PgBinariesNotFound as exc:
