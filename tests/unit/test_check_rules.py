@@ -754,6 +754,10 @@ def test_server_binaries() -> None:
     assert line(rule, tgt=target(binaries_major=None)) == (
         "Check server binaries: error(error:skipped, PostgreSQL 15 binaries were not looked for)"
     )
+    no_copy_tool = target(basebackup_error="no pg_basebackup for PostgreSQL 15 or newer")
+    assert line(rule, tgt=no_copy_tool) == (
+        "Check server binaries: error(error:no pg_basebackup of PostgreSQL 15 or newer is installed on this host)"
+    )
 
 
 # ---- never a password; any facts give a complete report ---------------------------------------------------

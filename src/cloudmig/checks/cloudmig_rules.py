@@ -106,4 +106,8 @@ def check_server_binaries(src: SourceFacts, tgt: TargetFacts) -> CheckResult:
         return SERVER_BINARIES.skipped(f"cannot look for binaries: {tgt.probe_errors['binaries']}")
     if tgt.binaries_error is not None:
         return SERVER_BINARIES.error(f"PostgreSQL {major} binaries are not installed on this host")
+    if tgt.basebackup_error is not None:
+        return SERVER_BINARIES.error(
+            f"no pg_basebackup of PostgreSQL {major} or newer is installed on this host"
+        )
     return SERVER_BINARIES.success()

@@ -141,6 +141,8 @@ class TargetFacts:
     # The binaries of the source's major on cloudmig's host: the major looked for and why not found.
     binaries_major: int | None = None
     binaries_error: str | None = None
+    # No pg_basebackup of the source's major or newer (older ones refuse newer servers).
+    basebackup_error: str | None = None
     probe_errors: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -9,7 +9,7 @@ from functools import partial
 from cloudmig.checks.facts import TargetFacts, TargetSpec, describe_error, probe
 from cloudmig.domain.reserved import RESERVED_ROLES
 from cloudmig.pg import catalog
-from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
+from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_dir
 from cloudmig.pg.conf import managed_names
 
 log = logging.getLogger("cloudmig.checks")
@@ -79,6 +79,12 @@ def gather_binaries(facts: TargetFacts, major: int | None, spec: TargetSpec) -> 
         find_bin_dir(major, spec.pg_bin_dirs)
     except PgBinariesNotFound as exc:
         facts.binaries_error = describe_error(exc)
+        return
+    try:
+        # The copy may use a newer pg_basebackup, never an older one.
+        find_basebackup(major, spec.pg_bin_dirs)
+    except PgBinariesNotFound as exc:
+        facts.basebackup_error = describe_error(exc)
     except Exception as exc:  # the lookup itself broke: say so rather than guess
         log.exception("assessment: looking for PostgreSQL %s binaries failed", major)
         facts.probe_errors["binaries"] = describe_error(exc)
