@@ -121,7 +121,7 @@ class IncrementStage:
         health: dict[str, Any] = dict(progress.get("Health") or {})
         health["_warnings"] = []
 
-        lost = self._lost_slot(tc, slot)
+        lost = self._lost_slot(tc, slot, source_read=sizes is not None)
         if lost is not None:
             return lost
         failure = self._watermarks(tc, inst, slot, sizes, health)
@@ -141,9 +141,9 @@ class IncrementStage:
         # A fixed rate: observations are `observe_seconds` apart however long one takes.
         return Wait(max(tc.ctx.settings.observe_seconds - (time.monotonic() - started), 0.05))
 
-    def _lost_slot(self, tc: TaskContext, slot: SlotHealth | None) -> Outcome | None:
-        if slot is None and tc.connections.get("source") is None:
-            return None  # the source cannot be read now
+    def _lost_slot(self, tc: TaskContext, slot: SlotHealth | None, *, source_read: bool) -> Outcome | None:
+        if not source_read:
+            return None  # the source cannot be read now: nothing is known about the slot
         if slot is not None and not slot.lost:
             return None
         what = (
