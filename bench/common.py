@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:  # `tests.support` is imported, not copied
     sys.path.insert(0, str(REPO))
 
 from tests.support import flows  # noqa: E402
-from tests.support.pgcluster import SourceCluster, make_base_dir, os_user_for_tests  # noqa: E402
+from tests.support.pgcluster import DEFAULT_MAJOR, SourceCluster, make_base_dir, os_user_for_tests  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 
 from cloudmig.pg import ctl  # noqa: E402
@@ -35,7 +35,8 @@ from cloudmig.pg.runner import OsUser  # noqa: E402
 
 MIGRATION_ACCOUNT = "migratetest"
 MIGRATION_PASSWORD = flows.MIGRATION_PASSWORD
-PG_MAJOR = 15
+# The distribution's PostgreSQL (15 on Debian 12, 17 on Debian 13): what `cloudmig serve` uses there.
+PG_MAJOR = DEFAULT_MAJOR
 
 # What an operator gets without configuration (cloudmig.settings defaults): the harness in
 # tests/support/service.py speeds the engine up for tests; a benchmark measures the product.

@@ -22,7 +22,18 @@ from sqlalchemy import insert, select
 from tests.support import flows
 from tests.support.service import Service
 
-from bench.common import MachineLoad, Mode, Result, Workspace, goal, log, new_instance, percentile, summarize
+from bench.common import (
+    PG_MAJOR,
+    MachineLoad,
+    Mode,
+    Result,
+    Workspace,
+    goal,
+    log,
+    new_instance,
+    percentile,
+    summarize,
+)
 from cloudmig.checks import CATALOGUE
 
 NAME = "control"
@@ -101,7 +112,7 @@ def fill_store(svc: Service, real_instance: str, total: int, *, only_real: bool)
                     + "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(16)),
                     "status": "Running",
                     "engine": "PostgreSQL",
-                    "engine_version": "15",
+                    "engine_version": str(PG_MAJOR),
                     "instance_class": "pg.n2.medium.2c",
                     "storage_gb": 20,
                     "port": max_port + 1000 + i,

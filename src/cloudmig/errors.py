@@ -101,6 +101,22 @@ class InternalError(CloudmigError):
     code, status = "InternalError", 500
 
 
+class StoreFull(CloudmigError):
+    """The store cannot write because its disk is full. ServiceUnavailable (503) is the gateway's
+    documented code for a server-side condition the caller cannot fix by changing the request; the
+    message says which disk and what still works. Nothing was written."""
+
+    code, status = "ServiceUnavailable", 503
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"cloudmig cannot write to its store: the disk holding {where} is full, so nothing was "
+            "changed. Describe calls and DeleteDBInstance still work; free space on that disk and "
+            "call again."
+        )
+
+
 # ---- domain errors (services raise these) ---------------------------------------------------------
 
 
@@ -144,6 +160,11 @@ class AccountAlreadyExists(CloudmigError):
     default_message = "The specified account name already exists."
 
 
+class AccountNotFound(CloudmigError):
+    code, status = "InvalidAccountName.NotFound", 404
+    default_message = "The specified account does not exist."
+
+
 class QuotaExceeded(CloudmigError):
     code, status = "QuotaExceeded", 400
     default_message = "No free port is left for a new instance."
@@ -154,8 +175,44 @@ class ExternalFailure(CloudmigError):
     default_message = "The request processing has failed due to external service failure."
 
 
-# ---- engine-side failures (never cross the API; recorded on tasks) ---------------------------------
+# ---- engine-side failures (never cross the API as exceptions; recorded on tasks) ---------------------
+#
+# A task that fails records the failure's `code` (Describe's ReasonCode) and its text (Reason).
 
 
-class StepFailed(Exception):
-    """A migration step failed for a reason the operator must see in Detail; the task stops."""
+class TaskFailure(Exception):
+    """A migration cannot go on; the task fails with this reason and its stage's work is undone."""
+
+    code: str = "MigrationFailed"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class PrecheckFailed(TaskFailure):
+    code = "PrecheckFailed"
+
+
+class RetriesExhausted(TaskFailure):
+    """A stage kept failing for longer than the retry budget (settings.retry_seconds)."""
+
+    code = "RetriesExhausted"
+
+
+class SlotInvalidated(TaskFailure):
+    """The source removed WAL the standby still needed (max_slot_wal_keep_size)."""
+
+    code = "SlotInvalidated"
+
+
+class SourceWalLimit(TaskFailure):
+    """The task's slot held more WAL on the source than allowed (settings.slot_wal_limit_mb)."""
+
+    code = "SourceWalLimitExceeded"
+
+
+class StorageQuotaExceeded(TaskFailure):
+    """The target reached its DBInstanceStorage quota or its file system is nearly full."""
+
+    code = "StorageQuotaExceeded"

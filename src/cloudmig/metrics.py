@@ -1,8 +1,7 @@
 """Prometheus metrics (`/metrics`), names prefixed `cloudmig_`.
 
 Two sources:
-- API requests, counted by the API through `observe_api_request` (action and code are bounded: an
-  action the registry knows or "unknown", an error class's code, "Success" or "unknown");
+- API requests, counted by the API itself (api/metrics.py);
 - task and instance state, read from the store on each scrape by `StoreCollector` (the store is the
   truth; the engine may run in another process). One series set per instance, for its newest
   migration task, so that label cardinality is bounded by the number of instances.
@@ -12,81 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from cloudmig import __version__, errors
+from cloudmig import __version__
+from cloudmig.api.metrics import API_DURATION, API_REQUESTS
 from cloudmig.domain.enums import InstanceStatus, MigrateStage, ReplicationState, TaskKind, TaskStatus
 
 log = logging.getLogger(__name__)
-
-UNKNOWN = "unknown"
-SUCCESS = "Success"
-
-API_REQUESTS = Counter(
-    "cloudmig_api_requests",
-    "RDS API requests by action and result code.",
-    ["action", "code"],
-    registry=None,
-)
-API_DURATION = Histogram(
-    "cloudmig_api_request_duration_seconds",
-    "RDS API request duration by action and result code.",
-    ["action", "code"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-    registry=None,
-)
-
-_codes_lock = threading.Lock()
-_codes: frozenset[str] = frozenset()
-
-
-def _error_codes() -> frozenset[str]:
-    found: set[str] = set()
-    todo: list[type[errors.CloudmigError]] = [errors.CloudmigError]
-    while todo:
-        cls = todo.pop()
-        found.add(cls.code)
-        todo.extend(cls.__subclasses__())
-    return frozenset(found)
-
-
-def bounded_code(code: str) -> str:
-    global _codes
-    if code == SUCCESS:
-        return code
-    if code not in _codes:
-        with _codes_lock:
-            _codes = _error_codes()  # error classes defined after the first call
-    return code if code in _codes else UNKNOWN
-
-
-def bounded_action(action: str) -> str:
-    # Imported late (the API imports this module); api.app imports every action module.
-    from cloudmig.api import app as _app  # noqa: F401
-    from cloudmig.api.actions import REGISTRY
-
-    return action if action in REGISTRY else UNKNOWN
-
-
-def observe_api_request(action: str, code: str, seconds: float) -> None:
-    """Count one API request. `code` is "Success" or the RDS error Code the request ended with."""
-    labels = (bounded_action(action), bounded_code(code))
-    API_REQUESTS.labels(*labels).inc()
-    API_DURATION.labels(*labels).observe(max(seconds, 0.0))
-
-
-def observe_api_outcome(what: str, seconds: float) -> None:
-    """The same from the access log's `what`: "Action" on success, "Action:Code" or "-:Code" on error."""
-    action, sep, code = what.partition(":")
-    observe_api_request(action, code if sep else SUCCESS, seconds)
-
 
 # ---- state read from the store -----------------------------------------------------------------------
 
@@ -163,6 +100,15 @@ class StoreCollector(Collector):
         switch = _gauge(
             "cloudmig_switchover_duration_seconds", "Duration of the switchover, request to primary.", L
         )
+        loss = _gauge(
+            "cloudmig_data_loss",
+            "1 when writes are known not to be on the new primary (rows after the cut, WAL not replayed).",
+            L,
+        )
+        loss_rows = _gauge("cloudmig_data_loss_rows", "Rows changed on the old source after the cut.", L)
+        warning = _gauge("cloudmig_task_warning", "1 while the task has a health warning (Warning field).", L)
+        slot_wal = _gauge("cloudmig_slot_retained_bytes", "WAL the task's slot keeps on the source.", L)
+        storage = _gauge("cloudmig_instance_storage_used_bytes", "Bytes the target's data directory uses.", L)
 
         for inst in insts:
             page = migration_svc.describe_tasks(
@@ -201,6 +147,20 @@ class StoreCollector(Collector):
             seconds = _num((t.evidence or {}).get("TotalSeconds"))
             if seconds is not None and t.stage is MigrateStage.SUCCESS:
                 switch.add_metric([iid], seconds)
+            data_loss = (t.evidence or {}).get("DataLoss")
+            loss.add_metric([iid], 1 if data_loss else 0)
+            rows = _num((data_loss or {}).get("RowsAfterCut"))
+            if rows is not None:
+                loss_rows.add_metric([iid], rows)
+            health = t.progress.get("Health") or {}
+            warning.add_metric([iid], 1 if health.get("Warning") and t.status is TaskStatus.RUNNING else 0)
+            for fam, value in (
+                (slot_wal, health.get("SlotRetainedBytes")),
+                (storage, health.get("StorageUsedBytes")),
+            ):
+                v = _num(value)
+                if v is not None and t.status is TaskStatus.RUNNING:
+                    fam.add_metric([iid], v)
         info = _gauge("cloudmig_build_info", "cloudmig version.", ["version"])
         info.add_metric([__version__], 1)
         return [
@@ -216,6 +176,11 @@ class StoreCollector(Collector):
             lag_s,
             wal_up,
             switch,
+            loss,
+            loss_rows,
+            warning,
+            slot_wal,
+            storage,
             info,
         ]
 

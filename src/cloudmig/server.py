@@ -1,7 +1,7 @@
 """The ASGI application served by `cloudmig serve`: the RDS API plus the operator surfaces.
 
 /metrics     Prometheus exposition, unsigned like any exporter (setting metrics_enabled)
-/console     the web console (setting console_enabled)
+/console     the web console (setting console_enabled); `/console` itself redirects to `/console/`
 everything else: the RDS API application (api/app.py), with its own lifespan kept
 """
 
@@ -13,16 +13,16 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from cloudmig.api.app import create_app
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def build_asgi(ctx: ServiceContext) -> Starlette:
+def build_asgi(ctx: AppContext) -> Starlette:
     api = create_app(ctx)
     routes: list[BaseRoute] = []
     history = None
@@ -42,6 +42,12 @@ def build_asgi(ctx: ServiceContext) -> Starlette:
         from cloudmig.console.history import LagHistory
 
         history = LagHistory(ctx, interval=s.console_sample_seconds, points=s.console_history_points)
+
+        async def console_slash(_: Request) -> Response:
+            # The mount below only matches /console/...: the address the README gives has no slash.
+            return RedirectResponse("/console/", status_code=307)
+
+        routes.append(Route("/console", console_slash, methods=["GET", "HEAD"]))
         routes.append(Mount("/console", app=create_console(ctx, history)))
     routes.append(Mount("", app=api))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +30,10 @@ def default_runtime_dir() -> Path:
     if xdg:
         return Path(xdg) / "cloudmig"
     return Path(tempfile.gettempdir()) / f"cloudmig-{os.getuid()}"
+
+
+# CopyCompression's grammar (domain/compression.py parses it; settings may not import domain).
+COPY_COMPRESSION_PATTERN = r"(?i)^\s*(auto|none|lz4|zstd(:(level=)?(0?[1-9]|1[0-9]|2[0-2]))?)\s*$"
 
 
 class Settings(BaseSettings):
@@ -62,6 +66,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, gt=0)
     observe_seconds: float = Field(default=2.0, gt=0)
     source_connect_timeout: int = Field(default=5, ge=1)
+    # TLS towards sources unless a task asks otherwise (SourceSslMode / SourceSslRootCert): empty
+    # means by SourceCategory (internet: verify-full with a CA, else require; others: prefer).
+    source_sslmode: str = Field(default="", pattern="^(|disable|allow|prefer|require|verify-ca|verify-full)$")
+    # A PEM file of the CA(s) that sign sources' server certificates.
+    source_sslrootcert: Path | None = None
     # Extensions a source may use (the assessment's Check extensions); unset means any extension the
     # instances' PostgreSQL binaries provide. As an environment variable: a JSON list.
     extension_allow_list: list[str] | None = None
@@ -69,12 +78,32 @@ class Settings(BaseSettings):
     basebackup_max_rate_kb: int = Field(default=0, ge=0)
     # Replay lag (bytes) under which a connected standby counts as caught up.
     streaming_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # A stage that keeps failing (the source down, a copy broken off) is retried this long before
+    # the task fails; the standby's replication link is retried for as long as it takes.
+    retry_seconds: float = Field(default=900.0, gt=0)
+    # WAL a task's slot may keep on its source (MB; 0 = derived from the source's max_wal_size,
+    # see domain/watermarks.py): above the warning a Detail line, above the limit the slot goes.
+    slot_wal_warning_mb: int = Field(default=0, ge=0)
+    slot_wal_limit_mb: int = Field(default=0, ge=0)
+    # A slot the source invalidated (max_slot_wal_keep_size): copy again, at most this many times.
+    recopy_on_slot_loss: bool = True
+    recopy_max_attempts: int = Field(default=2, ge=0)
+    # The target's size is measured this often; free space below the reserve counts as full.
+    storage_check_seconds: float = Field(default=30.0, gt=0)
+    storage_reserve_mb: int = Field(default=256, ge=0)
+    # How often cloudmig looks for slots of its own that no live task uses, and retries due drops.
+    slot_sweep_seconds: float = Field(default=300.0, gt=0)
 
-    # Switchover: the source must show no new WAL over one of `switch_quiet_attempts` windows of
-    # `switch_quiet_seconds`; the target then has `switch_catchup_timeout` seconds to replay the cut.
-    switch_quiet_seconds: float = Field(default=0.5, gt=0)
-    switch_quiet_attempts: int = Field(default=3, ge=1)
-    switch_catchup_timeout: float = Field(default=60.0, gt=0)
+    # Switchover. With a fence (auto: when the account may) the source is made read-only; without,
+    # the source must be proven quiet: no transaction id assigned over a window of
+    # `switch_quiet_seconds`, tried up to `switch_quiet_attempts` times when only maintenance moved.
+    # `switch_catchup_timeout` is the default SwitchoverTimeout (fence + catch-up, seconds).
+    switch_fence: str = Field(default="auto", pattern="^(auto|off)$")
+    switch_quiet_seconds: float = Field(default=1.5, gt=0)
+    switch_quiet_attempts: int = Field(default=4, ge=1)
+    switch_catchup_timeout: float = Field(default=60.0, ge=10, le=3600)
+    # ActivateMigrationTargetInstance waits this long for the gate's verdict before it answers.
+    switch_verdict_seconds: float = Field(default=8.0, ge=0)
     # After a switchover the old source is watched this long for writes that missed the switch.
     post_switch_watch_hours: float = Field(default=24.0, ge=0)
     post_switch_check_seconds: float = Field(default=10.0, gt=0)
@@ -97,20 +126,16 @@ class Settings(BaseSettings):
     console_sample_seconds: float = Field(default=2.0, gt=0)
     console_history_points: int = Field(default=900, ge=10)
 
+    # Space reserve (MiB) kept in the data dir next to the SQLite store and given up when the disk is
+    # full, so that DeleteDBInstance can still be recorded (store/reserve.py); 0 keeps none.
+    store_reserve_mb: int = Field(default=32, ge=0)
     # Full copy over a network (docs/operations.md, "Copy compression and bandwidth budgets"):
     # server-side compression of the base backup (auto, none, lz4, zstd[:level]; PostgreSQL 15+),
     # and a per-host budget in kB/s shared by all running copies (0 = none) with what it counts:
     # "wire" (bytes on the network, compressed) or "source" (bytes read from the sources' disks).
-    copy_compression: str = "auto"
+    copy_compression: str = Field(default="auto", pattern=COPY_COMPRESSION_PATTERN)
     copy_budget_kb: int = Field(default=0, ge=0)
     copy_budget_counts: Literal["wire", "source"] = "wire"
-
-    @field_validator("copy_compression")
-    @classmethod
-    def _valid_copy_compression(cls, value: str) -> str:
-        from cloudmig.domain.compression import parse_mode
-
-        return str(parse_mode(value))
 
     @property
     def sqlite_path(self) -> Path:

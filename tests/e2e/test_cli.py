@@ -12,6 +12,7 @@ import re
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,18 @@ def test_errors_have_one_line_and_distinct_exit_codes(service: Service, tmp_path
     dead = {**env, "CLOUDMIG_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
     r = runner.invoke(app, ["instance", "list"], env=dead)
     assert r.exit_code == 3
-    assert "cannot reach the service" in one_line_error(r.stderr)
+    line = one_line_error(r.stderr)
+    # It says where the endpoint came from and the likely cause: no service there, or another port.
+    assert "cannot reach the service" in line and "from env CLOUDMIG_ENDPOINT" in line
+    assert "Is `cloudmig serve` running there?" in line and "CLOUDMIG_PORT" in line
+
+    # A key the service does not know: most likely made with `keys create` on another data dir.
+    r = runner.invoke(
+        app, ["instance", "list"], env={**env, "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI" + "x" * 20}
+    )
+    assert r.exit_code == 1
+    line = one_line_error(r.stderr)
+    assert "InvalidAccessKeyId.NotFound" in line and "CLOUDMIG_DATA_DIR" in line
 
     # Not configured: exit 2, with what to do.
     r = runner.invoke(app, ["instance", "list"], env={**env, "ALIBABA_CLOUD_ACCESS_KEY_ID": None})
@@ -105,6 +117,8 @@ def test_keys_create_writes_the_client_config(service: Service, tmp_path: Path) 
     r = runner.invoke(app, ["keys", "create", "--write-config", "--output", "json"], env=server_env)
     assert r.exit_code == 0, r.output
     key = json.loads(r.stdout)
+    # It says which store the key went into: only a service on that store accepts it.
+    assert f"created access key {key['AccessKeyId']} in the store of data dir {service.data_dir}" in r.stderr
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
     assert key["AccessKeySecret"] in cfg.read_text()
 
@@ -214,6 +228,10 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     shown = cli.json("instance", "show", instance_id)
     assert shown["DBInstanceStatus"] == "Running" and shown["DBInstanceDescription"] == "cli-e2e"
     assert instance_id in cli("instance", "list").stdout
+    # The table shows when it was created (DescribeDBInstanceAttribute calls it CreationTime).
+    assert re.search(
+        r"Created\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", cli("instance", "show", instance_id).stdout
+    )
 
     src = ["--source-host", "127.0.0.1", "--source-port", str(source.port), "--source-account", "migratetest"]
     # The assessment, with the password from an environment variable the user names.
@@ -235,6 +253,22 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     pw = tmp_path / "source.pw"
     pw.write_text(MIGRATION_PASSWORD + "\n")
     pw.chmod(0o600)
+
+    # A migration whose assessment fails (nothing listens on that port): the watch ends with the
+    # failing checks and the command that shows the whole task, not "see the report in Detail".
+    closed = [
+        "--source-host",
+        "127.0.0.1",
+        "--source-port",
+        str(free_port()),
+        "--source-account",
+        "migratetest",
+    ]
+    r = cli("migrate", "create", instance_id, *closed, "--password-file", str(pw), "--watch", code=3)
+    assert "failed in stage precheck" in r.stderr
+    assert "[Check source connectivity] Check port connectable:" in r.stderr
+    failed_id = cli.json("migrate", "show", instance_id)["TaskId"]
+    assert f"cloudmig migrate show {instance_id} --task-id {failed_id}" in r.stderr
     created = cli.json(
         "migrate", "create", instance_id, *src, "--password-file", str(pw), "--task-name", "cli-task"
     )
@@ -249,6 +283,11 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     )
     assert any("Full backup finished" in ln for ln in lines)
     assert "\x1b[" not in r.stdout  # no terminal control sequences in a pipe
+
+    # A watch that runs out of time says so (exit 3); the task goes on.
+    r = cli("migrate", "watch", instance_id, "--timeout", "1", "--interval", "0.5", code=3)
+    line = one_line_error(r.stderr)
+    assert "timed out after 1 s" in line and "stage increment" in line
 
     # Progress extension fields, and refreshed at least every 2 s while the task runs.
     item = cli.json("migrate", "show", instance_id)
@@ -269,13 +308,39 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     assert len(set(observed)) == 3, observed
 
     listed = cli.json("migrate", "list", instance_id)
-    assert [t["TaskId"] for t in listed] == [task_id]
+    assert [t["TaskId"] for t in listed] == [task_id, failed_id]
     table = cli("migrate", "list").stdout
     assert instance_id in table and "streaming" in table
+
+    # While writes arrive the switchover is refused, and the way out is named as the CLI's flag.
+    stop_writes = threading.Event()
+
+    source.sql("CREATE TABLE cli_writes (at timestamptz)")
+    source.sql("GRANT INSERT ON cli_writes TO migratetest")
+
+    def write_until_stopped() -> None:
+        # As the application would (and as in test_switchover): a client over TCP.
+        with source.connect_tcp("migratetest", MIGRATION_PASSWORD) as conn:
+            while not stop_writes.wait(0.01):
+                conn.execute("INSERT INTO cli_writes VALUES (now())")
+
+    writer = threading.Thread(target=write_until_stopped, daemon=True)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        r = cli("migrate", "switch", instance_id, "--yes", code=1)
+    finally:
+        stop_writes.set()
+        writer.join(10)
+    line = one_line_error(r.stderr)
+    assert "IncorrectDBInstanceState" in line and "use --force" in line and "ForceSwitch" not in line
+    assert cli.json("migrate", "show", instance_id)["MigrateStage"] == "increment"
 
     # Switch over (the source is idle): the command follows it to success.
     r = cli("migrate", "switch", instance_id, "--yes", "--interval", "0.5", timeout=300)
     assert re.search(r"stage success  replication finish  status succeeded", r.stdout), r.stdout
+    # It ends saying how to connect, and how to give a password to a role that came without one.
+    assert f"127.0.0.1:{shown['Port']}" in r.stderr and "cloudmig account reset-password" in r.stderr
     done = cli.json("migrate", "show", instance_id)
     assert (done["MigrateStage"], done["ReplicationState"], done["Status"]) == (
         "success",
@@ -297,6 +362,43 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     r = cli("migrate", "switch", instance_id, "--yes", code=1)
     assert "IncorrectDBInstanceState" in one_line_error(r.stderr)
 
+    # A way in: an account made with the CLI (password from a variable, never a flag) logs in over
+    # TCP, and the source's owner, which came without a password, gets one.
+    r = cli(
+        "account",
+        "create",
+        instance_id,
+        "--name",
+        "app_user",
+        "--password-env",
+        "APP_PW",
+        APP_PW="App_Pass_9",
+    )
+    assert f"-p {shown['Port']} -U app_user" in r.stdout
+    cli(
+        "account",
+        "reset-password",
+        instance_id,
+        "--name",
+        "postgres",
+        CLOUDMIG_ACCOUNT_PASSWORD="Owner_Pass_9",
+    )
+    for user, password in (("app_user", "App_Pass_9"), ("postgres", "Owner_Pass_9")):
+        with psycopg.connect(
+            host="127.0.0.1", port=int(shown["Port"]), user=user, password=password, dbname="postgres"
+        ) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    r = cli(
+        "account",
+        "reset-password",
+        instance_id,
+        "--name",
+        "nobody",
+        CLOUDMIG_ACCOUNT_PASSWORD="X_Pass_9",
+        code=1,
+    )
+    assert "InvalidAccountName.NotFound" in one_line_error(r.stderr)
+
     # The live view, on a terminal: stage timeline, full-copy bar, replication block, last events.
     screen = cli.in_terminal("migrate", "watch", instance_id)
     for text in ("✓ success", "full copy", "replication", "last events", "MiB of", "promoted"):
@@ -305,9 +407,10 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     cli("instance", "delete", instance_id, "--yes", "--wait")
     assert instance_id not in cli("instance", "list").stdout
 
-    # The password never appeared in anything the CLI printed.
+    # No password ever appeared in anything the CLI printed.
     for out in cli.outputs:
-        assert MIGRATION_PASSWORD not in out
+        for secret in (MIGRATION_PASSWORD, "App_Pass_9", "Owner_Pass_9"):
+            assert secret not in out
 
 
 @pytest.fixture(autouse=True)

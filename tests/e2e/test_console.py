@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.flows import (
     MIGRATION_PASSWORD,
     create_instance,
     create_migration,
+    instance_attribute,
     migration_item,
     wait_for,
     wait_running,
@@ -83,6 +85,25 @@ class Pages:
         return html
 
 
+OK_GREEN = "rgb(220, 252, 231)"  # console.css: the success badge (.i-running, .s-succeeded)
+WORK_AMBER = "rgb(254, 243, 199)"  # a task at work (.s-running)
+
+
+def _background(page: Any, selector: str) -> str:
+    return str(page.eval_on_selector(selector, "el => getComputedStyle(el).backgroundColor"))
+
+
+def _fits_narrow_screen(page: Any, width: int) -> None:
+    """Nothing widens the page past the screen: the header's parts stay on it and wide tables
+    scroll inside their own card."""
+    page.set_viewport_size({"width": width, "height": 800})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    rights = page.eval_on_selector_all(
+        "header.top > *", "els => els.map(e => e.getBoundingClientRect().right)"
+    )
+    assert rights and max(rights) <= width, rights
+
+
 def _sign_in(page: Any, base: str, key_id: str, secret: str) -> None:
     page.goto(f"{base}/console/login")
     page.fill("input[name=access_key_id]", key_id)
@@ -106,9 +127,26 @@ def test_console_sign_in_watch_and_switch_over(console_service, make_source, bro
     forged = httpx.get(f"{base}/console/instances", cookies={"cloudmig_session": "e30.AAAA"})
     assert forged.status_code == 303
 
+    # The address the README gives has no trailing slash; a browser at the service's root lands
+    # on the console too (an SDK call there still gets the RDS error).
+    r = httpx.get(f"{base}/console", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/console/"
+    r = httpx.get(f"{base}/", headers={"accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console/"
+    assert httpx.get(f"{base}/").json()["Code"] == "MissingParameter"
+
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     pages = Pages(page)
+    not_found: list[str] = []
+    page.on("response", lambda resp: not_found.append(resp.url) if resp.status == 404 else None)
+    page.goto(f"{base}/console")
+    page.wait_for_url(re.compile(r".*/console/login$"))
+    page.goto(f"{base}/")
+    page.wait_for_url(re.compile(r".*/console/login$"))
+    # The page names its icon (no /favicon.ico 404) and the icon is served.
+    icon = page.get_attribute("link[rel=icon]", "href")
+    assert icon and page.request.get(f"{base}{icon}").status == 200
 
     # A wrong secret is refused, and the secret typed is not echoed back.
     _sign_in(page, base, svc.key_id, "not-the-secret")
@@ -127,6 +165,17 @@ def test_console_sign_in_watch_and_switch_over(console_service, make_source, bro
     _sign_in(page, base, svc.key_id, svc.key_secret)
     page.wait_for_url(re.compile(r".*/console/instances$"))
     assert instance_id in pages.snap()
+    # A healthy instance wears the success colour.
+    assert _background(page, "#instances .badge.i-running") == OK_GREEN
+
+    # The instance page says where to connect and how to log in to an instance with no data yet.
+    page.click(f"#instances a[href='/console/instances/{instance_id}']")
+    page.wait_for_url(re.compile(f".*/console/instances/{instance_id}$"))
+    port = int(instance_attribute(client, instance_id).port)
+    assert page.inner_text("#connection-address") == f"127.0.0.1:{port}"
+    assert page.inner_text("#connection-mode") == "empty cluster"
+    assert "CreateAccount" in page.inner_text("#connection-login")
+    assert f"port={port}" in page.inner_text("#connection-psql")
     cookie = next(c for c in context.cookies() if c["name"] == "cloudmig_session")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
 
@@ -140,6 +189,9 @@ def test_console_sign_in_watch_and_switch_over(console_service, make_source, bro
     )
     task_url = f"{base}/console/instances/{instance_id}/tasks/{task_id}"
     page.goto(f"{base}/console/instances")
+    # The instance is Running (success colour) while its task is at work (another colour).
+    assert _background(page, "#instances .badge.i-running") == OK_GREEN
+    assert _background(page, "#instances .badge.s-running") == WORK_AMBER
     page.click(f"a[href='/console/instances/{instance_id}/tasks/{task_id}']")
     page.wait_for_url(task_url)
     html = pages.snap()
@@ -169,6 +221,21 @@ def test_console_sign_in_watch_and_switch_over(console_service, make_source, bro
     page.wait_for_selector("#lag-chart svg polyline", state="attached", timeout=30_000)
     page.screenshot(path=str(shots / "console-task-streaming.png"), full_page=True)
     pages.snap()
+    # The lag chart fills its card.
+    chart_w = page.eval_on_selector("#lag-chart svg", "el => el.getBoundingClientRect().width")
+    figure_w = page.eval_on_selector("#lag-chart", "el => el.getBoundingClientRect().width")
+    assert chart_w >= 0.98 * figure_w and figure_w > 1000
+
+    # On a phone-sized screen the page keeps to the screen's width; tables scroll in their card.
+    narrow = context.new_page()
+    narrow.set_viewport_size({"width": 420, "height": 800})
+    narrow.goto(task_url)
+    _fits_narrow_screen(narrow, 420)
+    narrow.screenshot(path=str(shots / "console-narrow-task.png"), full_page=True)
+    narrow.goto(f"{base}/console/instances")
+    _fits_narrow_screen(narrow, 420)
+    assert narrow.eval_on_selector(".table-card", "el => el.scrollWidth > el.clientWidth")
+    narrow.close()
 
     # The force path states the data-loss risk and needs the instance ID typed.
     page.click("#force summary")
@@ -199,6 +266,16 @@ def test_console_sign_in_watch_and_switch_over(console_service, make_source, bro
     )
     assert page.locator("#timeline li.done").count() == 6
     assert page.locator("#evidence").count() == 1
+    # What the operator does next: point the application at the instance, as a source role.
+    assert page.inner_text("#connection-mode") == "read-write primary"
+    host, _, shown_port = page.inner_text("#connection-address").partition(":")
+    with psycopg.connect(
+        host=host, port=int(shown_port), user="migratetest", password=MIGRATION_PASSWORD, dbname="postgres"
+    ) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    # A finished task shows where it switched over, not the last rates of the increment stage.
+    assert page.locator("#replication #cut-lsn").count() == 1
+    assert page.locator("#replication #gen-rate").count() == 0
     page.screenshot(path=str(shots / "console-task-success.png"), full_page=True)
     pages.snap()
     item = migration_item(client, instance_id, task_id)
@@ -211,6 +288,8 @@ def test_console_sign_in_watch_and_switch_over(console_service, make_source, bro
     page.wait_for_url(re.compile(r".*/console/login$"))
     page.goto(task_url)
     page.wait_for_url(re.compile(r".*/console/login$"))
+
+    assert not not_found, not_found
 
     # No page ever carried the source password, raw or HTML-escaped.
     escaped = MIGRATION_PASSWORD.replace("&", "&amp;").replace('"', "&#34;").replace("'", "&#39;")

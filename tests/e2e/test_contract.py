@@ -30,7 +30,7 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException as CoreServer
 from aliyunsdkcore.request import CommonRequest
 
 from tests.support.flows import MIGRATION_PASSWORD, wait_for
-from tests.support.pgcluster import SourceCluster, make_base_dir
+from tests.support.pgcluster import DEFAULT_MAJOR, SourceCluster, make_base_dir
 from tests.support.sdk import (
     FLAVOURS,
     Core,
@@ -49,14 +49,16 @@ GMT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 REQUEST_ID = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
 UNKNOWN = "pgm-0000000000000000"
 # One category spelling per path: each documented value is accepted in any case.
-CATEGORIES = {"tea_v3": "ecsOnVpc", "tea_v1": "IDCONVPC", "core": "Internet"}
+# Not `internet`: that category requires TLS by default and the contract's source has none
+# (tests/e2e/test_tls.py covers it).
+CATEGORIES = {"tea_v3": "ecsOnVpc", "tea_v1": "IDCONVPC", "core": "AliyunRds"}
 
 
 def instance_params(**extra: Any) -> dict[str, Any]:
     return {
         "RegionId": "cn-hangzhou",
         "Engine": "PostgreSQL",
-        "EngineVersion": "15.0",
+        "EngineVersion": f"{DEFAULT_MAJOR}.0",
         "DBInstanceClass": "pg.n2.medium.2c",
         "DBInstanceStorage": 20,
         "DBInstanceNetType": "Intranet",
@@ -237,6 +239,8 @@ def test_create_db_instance(world: World, name: str) -> None:
     assert err_status(err) == ("MissingParameter", 400) and '"Engine"' in err.message
     err = f.error("CreateDBInstance", instance_params(Engine="MySQL"))
     assert err_status(err) == ("InvalidEngine.Malformed", 400)
+    err = f.error("CreateDBInstance", instance_params(EngineVersion="9.6"))
+    assert err_status(err) == ("InvalidEngineVersion.Malformed", 400) and "10 to 18" in err.message
     err = f.error("CreateDBInstance", instance_params(DBInstanceStorage="lots"))
     assert err_status(err) == ("InvalidParameter", 400) and '"DBInstanceStorage"' in err.message
 
@@ -248,7 +252,11 @@ def test_describe_db_instances(world: World, name: str) -> None:
     r = f.call("DescribeDBInstances", {"RegionId": "cn-hangzhou", "DBInstanceId": iid, "ResourceOwnerId": 1})
     body = w.parsed(name, r)
     (item,) = body["Items"]["DBInstance"]
-    assert item["DBInstanceId"] == iid and item["Engine"] == "PostgreSQL" and item["EngineVersion"] == "15"
+    assert (
+        item["DBInstanceId"] == iid
+        and item["Engine"] == "PostgreSQL"
+        and item["EngineVersion"] == str(DEFAULT_MAJOR)
+    )
     assert item["DBInstanceClass"] == "pg.n2.medium.2c" and GMT.match(item["CreateTime"])
     assert body["TotalRecordCount"] == 1 and body["PageRecordCount"] == 1 and body["PageNumber"] == 1
     if name != "core":

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.pgcluster import DEFAULT_MAJOR
+
 pytestmark = pytest.mark.e2e
 
 
@@ -26,7 +28,7 @@ def test_demo_runs_to_the_end() -> None:
     assert r.returncode == 0, f"{out}\n{r.stderr}"
     # Every step, in order.
     steps = [
-        r"starting a throwaway source PostgreSQL 15 .* in (/tmp/cloudmig-demo-\S+)",
+        rf"starting a throwaway source PostgreSQL {DEFAULT_MAJOR} .* in (/tmp/cloudmig-demo-\S+)",
         r"cloudmig service on http://127\.0\.0\.1:(\d+)",
         r"created instance (pgm-[a-z0-9]{16})",
         r"running the assessment",

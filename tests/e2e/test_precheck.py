@@ -21,7 +21,9 @@ pytestmark = pytest.mark.e2e
 
 
 def _precheck(client: Any, instance_id: str, port: int, **overrides: Any) -> Any:
-    fields = source_fields(instance_id, port, **{"source_category": "internet", **overrides})
+    # Not `internet`: that category requires TLS by default, and these sources have none
+    # (tests/e2e/test_tls.py covers it).
+    fields = source_fields(instance_id, port, **{"source_category": "idcOnVpc", **overrides})
     return client.create_cloud_migration_precheck_task(
         rds.CreateCloudMigrationPrecheckTaskRequest(**fields)
     ).body
@@ -71,7 +73,7 @@ def test_precheck_task_reports_every_check(service, instance, make_source) -> No
         "[Check spec params]\nCheck if spec params too large: success\n",
     ):
         assert line in detail
-    assert item.source_password == "********" and item.source_category == "internet"
+    assert item.source_password == "********" and item.source_category == "idconvpc"
     assert item.target_instance_name == instance
     # The machine-readable form sits next to Detail (aliyunsdkcore keeps extension fields).
     from aliyunsdkrds.request.v20140815.DescribeCloudMigrationPrecheckResultRequest import (

@@ -14,7 +14,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # make `tests.support` importable whatever pytest's rootdir/pythonpath
     sys.path.insert(0, str(_ROOT))
 
-from tests.support.pgcluster import SourceCluster, make_base_dir, make_settings  # noqa: E402
+from tests.support.pgcluster import DEFAULT_MAJOR, SourceCluster, make_base_dir, make_settings  # noqa: E402
 
 from cloudmig.instances.provider import LocalInstanceProvider  # noqa: E402
 from cloudmig.settings import Settings  # noqa: E402
@@ -30,7 +30,7 @@ def pg_base_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def source_cluster(pg_base_dir: Path) -> Iterator[SourceCluster]:
-    """A running PostgreSQL 15 source on 127.0.0.1:<free port>; destroyed at teardown."""
+    """A running PostgreSQL source of DEFAULT_MAJOR on 127.0.0.1:<free port>; destroyed at teardown."""
     cluster = SourceCluster.create(pg_base_dir)
     try:
         yield cluster
@@ -55,5 +55,5 @@ def provider(cloudmig_settings: Settings) -> Iterator[LocalInstanceProvider]:
         if instances.is_dir():
             for entry in instances.iterdir():
                 version = entry / "pgdata" / "PG_VERSION"
-                major = int(version.read_text().strip()) if version.is_file() else 15
+                major = int(version.read_text().strip()) if version.is_file() else DEFAULT_MAJOR
                 prov.destroy(entry.name, major)

@@ -1,43 +1,47 @@
 """The assessment catalogue against real PostgreSQL: one healthy source that passes everything, and
-for each sub-check a source or target that makes it fail, asserting the exact report line."""
+for each sub-check a source or target that makes it fail, asserting the exact report line. The
+connection failures (one per cause) are in test_assessment_connect.py, the later cloudmig sections
+in test_assessment_sources.py and test_assessment_settings.py."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.assessment import (
+    ACCOUNT,
+    FENCE_GRANTS_15,
+    HEALTHY_SETTINGS,
+    MB,
+    Target,
+    assert_fails,
+    assert_warns,
+    assess,
+    line_of,
+    make_source,
+    make_target,
+    spec_of,
+)
 from tests.support.pgcluster import (
     DEFAULT_HBA,
-    DEFAULT_PASSWORD,
+    DEFAULT_MAJOR,
     SourceCluster,
     free_port,
-    make_settings,
     runnable_bin_dir,
 )
 
-from cloudmig.checks import SourceSpec, TargetSpec, run_assessment
-from cloudmig.domain.checks import CheckResult, render_report
-from cloudmig.domain.classes import CATALOGUE as CLASSES
-from cloudmig.domain.classes import InstanceClass
-from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.pg.compat import MAX_MAJOR
 from cloudmig.pg.conf import make_dir
 from cloudmig.pg.runner import run
+from cloudmig.pg.source import Source
 
 pytestmark = pytest.mark.func
-
-ACCOUNT = "migratetest"
-MEDIUM = CLASSES["pg.n2.medium.2c"]  # max_connections 400, max_wal_senders 16, ...
-MB = 1024 * 1024
-# A source is healthy only with a bounded max_slot_wal_keep_size (the default -1 is a warning).
-HEALTHY_SETTINGS: dict[str, object] = {"max_slot_wal_keep_size": "2GB"}
 
 HEALTHY_REPORT = """\
 [Check rds empty]
@@ -73,89 +77,37 @@ Check tablespaces: success
 Check logical replication slot: success
 [Check storage format]
 Check block and segment size: success
+[Check source role]
+Check source is a primary: success
+[Check unlogged tables]
+Check unlogged tables: success
+[Check source settings]
+Check settings carried: success
+[Check switchover fence]
+Check source can be fenced: success
+[Check source encryption]
+Check connection encrypted: warning(warning:connection to the source is not encrypted)
+[Check binaries]
+Check server binaries: success
 *Migrate check success*
 """
 
 
-# ---- targets -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Target:
-    provider: LocalInstanceProvider
-    instance_id: str
-    port: int
-    major: int
-
-    def spec(
-        self,
-        *,
-        storage_gb: int = 10,
-        cls: InstanceClass = MEDIUM,
-        allow: frozenset[str] | None = None,
-    ) -> TargetSpec:
-        return TargetSpec(
-            major=self.major,
-            instance_class=cls,
-            storage_gb=storage_gb,
-            free_bytes=lambda: self.provider.free_bytes(self.instance_id),
-            connect_admin=lambda dbname: self.provider.connect_admin(
-                self.instance_id, self.port, dbname=dbname
-            ),
-            extension_allow_list=allow,
-        )
-
-    def sql(self, query: str, dbname: str = "postgres") -> None:
-        with self.provider.connect_admin(self.instance_id, self.port, dbname=dbname) as conn:
-            conn.execute(query)  # type: ignore[arg-type]
-
-
-@contextlib.contextmanager
-def make_target(base: Path, instance_id: str, major: int = 15) -> Iterator[Target]:
-    provider = LocalInstanceProvider(make_settings(base))
-    port = free_port()
-    try:
-        provider.create(instance_id, port=port, cls=MEDIUM, major=major)
-        yield Target(provider, instance_id, port, major)
-    finally:
-        provider.destroy(instance_id, major)
-
-
 @pytest.fixture(scope="module")
 def target(pg_base_dir: Path) -> Iterator[Target]:
-    """An empty PostgreSQL 15 instance created by the local provider (never changed by a test)."""
-    with make_target(pg_base_dir, "pgmassess15") as tgt:
+    """An empty instance of DEFAULT_MAJOR created by the local provider (never changed by a test)."""
+    with make_target(pg_base_dir, "pgmassess") as tgt:
         yield tgt
-
-
-# ---- sources -------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def make_source(
-    base: Path,
-    settings: Mapping[str, object] | None = None,
-    *,
-    major: int = 15,
-    prepare: Callable[[SourceCluster], None] | None = None,
-) -> Iterator[SourceCluster]:
-    """A source with the migration account; `prepare` runs before its first start when given."""
-    cluster = SourceCluster.create(base, major=major, settings=settings, start=prepare is None)
-    try:
-        if prepare is not None:
-            prepare(cluster)
-            cluster.start()
-        cluster.create_migration_account(ACCOUNT)
-        yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(scope="module")
 def healthy(pg_base_dir: Path) -> Iterator[SourceCluster]:
-    """A healthy source with a second database using an extension, plus three accounts that each
-    lack one privilege (tests only read it)."""
+    """A healthy source (the account may fence) with a second database using an extension, plus three
+    accounts that each lack one privilege (tests only read it). It has no TLS (a warning): with TLS,
+    the settings check would warn that ssl changes from on to off (instances run without TLS)."""
     with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        for grant in FENCE_GRANTS_15:
+            cluster.sql(grant)
         cluster.sql("CREATE DATABASE app")
         cluster.sql("CREATE EXTENSION hstore", dbname="app")
         cluster.sql("CREATE TABLE t (id int PRIMARY KEY, h hstore)", dbname="app")
@@ -163,38 +115,6 @@ def healthy(pg_base_dir: Path) -> Iterator[SourceCluster]:
         cluster.create_migration_account("nocreaterole", createrole=False)
         cluster.create_migration_account("nomonitor", monitor=False)
         yield cluster
-
-
-def spec_of(cluster: SourceCluster, account: str = ACCOUNT, password: str = DEFAULT_PASSWORD) -> SourceSpec:
-    return SourceSpec(
-        host=cluster.host, port=cluster.port, account=account, password=password, connect_timeout=5
-    )
-
-
-def assess(source: SourceSpec, target: TargetSpec) -> tuple[list[CheckResult], str]:
-    results = run_assessment(source, target)
-    report = render_report(results)
-    assert source.password not in report
-    assert len(results) == 20  # every sub-check is always listed
-    return results, report
-
-
-def line_of(report: str, name: str) -> str:
-    found = [line for line in report.splitlines() if line.startswith(f"{name}: ")]
-    assert len(found) == 1, report
-    return found[0]
-
-
-def assert_fails(report: str, expected_line: str) -> None:
-    name = expected_line.split(": ", 1)[0]
-    assert line_of(report, name) == expected_line, report
-    assert report.endswith("*Migrate check failed*\n"), report
-
-
-def assert_warns(report: str, expected_line: str) -> None:
-    name = expected_line.split(": ", 1)[0]
-    assert line_of(report, name) == expected_line, report
-    assert report.endswith("*Migrate check success*\n"), report
 
 
 # ---- the healthy source --------------------------------------------------------------------------------
@@ -294,24 +214,41 @@ def dead_end_address() -> Iterator[str]:
 
 
 def test_unreachable_ip(dead_end_address: str, target: Target) -> None:
-    source = SourceSpec(
-        host=dead_end_address, port=5432, account=ACCOUNT, password="Unused_Password_1", connect_timeout=5
+    source = Source.with_password(dead_end_address, 5432, ACCOUNT, "Unused_Password_1", connect_timeout=5)
+    results, report = assess(source, target.spec())
+    line = line_of(report, "Check ip connectable")
+    # The veth peer is down: no route (or, if the kernel waits for an ARP answer, a timeout).
+    assert re.fullmatch(
+        rf"Check ip connectable: error\(error:{re.escape(dead_end_address)} is unapproachable:"
+        rf" (no route to host|connection timed out) on {re.escape(dead_end_address)}:5432.*\)",
+        line,
+    ), line
+    # Everything that needs the source is one line naming the failure; the list keeps each of them.
+    assert line_of(report, "Dependent checks") == (
+        "Dependent checks: error(error:skipped, source host is unapproachable"
+        " (24 sub-checks not run, they need Check ip connectable))"
     )
-    _, report = assess(source, target.spec())
-    assert_fails(report, f"Check ip connectable: error(error:{dead_end_address} is unapproachable)")
-    assert line_of(report, "Check port connectable") == (
-        "Check port connectable: error(error:skipped, source host is unapproachable)"
+    assert "Check port connectable" not in report
+    port = next(r for r in results if r.name == "Check port connectable")
+    assert (port.message, port.depends_on) == (
+        "skipped, source host is unapproachable",
+        "Check ip connectable",
     )
+    assert report.endswith("*Migrate check failed*\n")
 
 
 def test_nothing_listening_on_the_port(target: Target) -> None:
     port = free_port()
-    source = SourceSpec(host="127.0.0.1", port=port, account=ACCOUNT, password="Unused_Password_1")
+    source = Source.with_password("127.0.0.1", port, ACCOUNT, "Unused_Password_1")
     _, report = assess(source, target.spec())
     assert line_of(report, "Check ip connectable") == "Check ip connectable: success"
-    assert_fails(report, f"Check port connectable: error(error:{port} is unapproachable)")
-    assert line_of(report, "Check database connectable") == (
-        "Check database connectable: error(error:skipped, source port is unapproachable)"
+    assert_fails(
+        report,
+        f"Check port connectable: error(error:{port} is unapproachable: connection refused on 127.0.0.1:{port})",
+    )
+    assert line_of(report, "Dependent checks") == (
+        "Dependent checks: error(error:skipped, source port is unapproachable"
+        " (23 sub-checks not run, they need Check port connectable))"
     )
 
 
@@ -319,11 +256,16 @@ def test_wrong_password(healthy: SourceCluster, target: Target) -> None:
     wrong = "Not_The_Password_42"
     _, report = assess(spec_of(healthy, password=wrong), target.spec())
     assert_fails(
-        report, f"Check database connectable: error(error:cannot connect to source database by {ACCOUNT})"
+        report,
+        f"Check database connectable: error(error:cannot connect to source database by {ACCOUNT}:"
+        f' password authentication failed for user "{ACCOUNT}")',
     )
-    assert line_of(report, "Check wal level") == (
-        "Check wal level: error(error:skipped, cannot connect to source database)"
+    # Instead of 22 `skipped` lines, one that names the failure they depend on.
+    assert report.endswith(
+        "Dependent checks: error(error:skipped, cannot connect to source database"
+        " (22 sub-checks not run, they need Check database connectable))\n*Migrate check failed*\n"
     )
+    assert "Check wal level" not in report
     assert wrong not in report
 
 
@@ -331,10 +273,12 @@ def test_pg_hba_without_replication_line(pg_base_dir: Path, target: Target) -> N
     with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
         cluster.set_hba([line for line in DEFAULT_HBA if "replication" not in line])
         _, report = assess(spec_of(cluster), target.spec())
+    # The server's reason says it was the replication line.
     assert_fails(
         report,
         f"Check database connectable: error(error:replication connection rejected for {ACCOUNT},"
-        " check pg_hba.conf)",
+        f' check pg_hba.conf: no pg_hba.conf entry for replication connection from host "127.0.0.1",'
+        f' user "{ACCOUNT}", no encryption)',
     )
     assert (
         line_of(report, "Check account replication privilege")
@@ -371,15 +315,16 @@ def test_account_not_in_pg_monitor(healthy: SourceCluster, target: Target) -> No
 
 
 def test_major_version_differs(pg_base_dir: Path, target: Target) -> None:
-    runnable_bin_dir(16)
-    with make_source(pg_base_dir, HEALTHY_SETTINGS, major=16) as cluster:
+    other = DEFAULT_MAJOR + 1 if DEFAULT_MAJOR < MAX_MAJOR else DEFAULT_MAJOR - 1
+    runnable_bin_dir(other)
+    with make_source(pg_base_dir, HEALTHY_SETTINGS, major=other) as cluster:
         _, report = assess(spec_of(cluster), target.spec())
     assert_fails(
         report,
-        "Check major version consistent: error(error:source major version 16 is not consistent with rds major"
-        " version 15)",
+        f"Check major version consistent: error(error:source major version {other} is not consistent with"
+        f" rds major version {DEFAULT_MAJOR})",
     )
-    # Everything else about this source is fine: it was gathered from a 16 server all the same.
+    # Everything else about this source is fine: it was gathered from the other server all the same.
     assert line_of(report, "Check wal level") == "Check wal level: success"
     assert line_of(report, "Check extensions supported") == "Check extensions supported: success"
 
@@ -455,17 +400,21 @@ def test_wal_keep_size_too_small(pg_base_dir: Path, target: Target) -> None:
         _, report = assess(spec_of(cluster), target.spec())
     assert_fails(
         report,
-        "Check wal keep size large enough: error(error:max_slot_wal_keep_size 64 MB is too small, need 1024 MB)",
+        "Check wal keep size large enough: error(error:max_slot_wal_keep_size 64 MB is too small, need 1024 MB:"
+        " the source would remove WAL the copy still needs and invalidate the migration's slot)",
     )
 
 
 def test_wal_keep_size_unlimited_is_a_warning(pg_base_dir: Path, target: Target) -> None:
-    with make_source(pg_base_dir, {"max_slot_wal_keep_size": -1}) as cluster:
+    # max_wal_size 1GB (the default): cloudmig's own watermarks are 4 and 8 times that.
+    with make_source(pg_base_dir, {"max_slot_wal_keep_size": -1, "max_wal_size": "1GB"}) as cluster:
         _, report = assess(spec_of(cluster), target.spec())
     assert_warns(
         report,
         "Check wal keep size large enough: warning(warning:max_slot_wal_keep_size is unlimited,"
-        " a stalled migration can fill the source disk)",
+        " a stalled migration can fill the source disk; cloudmig reports its slot above 4096 MB of"
+        " retained WAL and stops the migration and drops the slot above 8192 MB"
+        " (settings slot_wal_warning_mb, slot_wal_limit_mb))",
     )
 
 

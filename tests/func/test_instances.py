@@ -12,14 +12,22 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tests.support.pgcluster import TRICKY_PASSWORD, SourceCluster, free_port, os_user_for_tests, wait_for
+from tests.support.pgcluster import (
+    DEFAULT_MAJOR,
+    TRICKY_PASSWORD,
+    SourceCluster,
+    free_port,
+    os_user_for_tests,
+    wait_for,
+)
 
 from cloudmig.domain.classes import CATALOGUE
 from cloudmig.domain.ids import new_instance_id
+from cloudmig.domain.reserved import ADMIN_ROLE, RESERVED_ROLES
 from cloudmig.errors import QuotaExceeded
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.ports import allocate_port, port_is_free
-from cloudmig.instances.provider import ADMIN_ROLE, RESERVED_ROLES, LocalInstanceProvider
+from cloudmig.instances.provider import LocalInstanceProvider
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import BasebackupStopped, run_basebackup
 from cloudmig.pg.conf import MANAGED_CONF, StandbyConf, primary_conninfo
@@ -91,8 +99,8 @@ def test_pg_os_user_and_reachability(pg_base_dir: Path) -> None:
 def test_create_connect_reconfigure_destroy(provider: LocalInstanceProvider) -> None:
     iid = new_instance_id()
     port = allocate_port(set(), free_port(), 65000)
-    provider.create(iid, port=port, cls=SMALL, major=15)
-    assert provider.is_running(iid, 15)
+    provider.create(iid, port=port, cls=SMALL, major=DEFAULT_MAJOR)
+    assert provider.is_running(iid, DEFAULT_MAJOR)
 
     user = os_user_for_tests()
     uid = user.uid if user else os.geteuid()
@@ -123,20 +131,24 @@ def test_create_connect_reconfigure_destroy(provider: LocalInstanceProvider) -> 
         connect_source("127.0.0.1", port, "app", "wrong")
 
     # create() again is harmless; stop/start are idempotent; a new class takes effect on restart.
-    provider.create(iid, port=port, cls=SMALL, major=15)
-    provider.stop(iid, 15)
-    provider.stop(iid, 15)
-    assert not provider.is_running(iid, 15)
+    provider.create(iid, port=port, cls=SMALL, major=DEFAULT_MAJOR)
+    provider.stop(iid, DEFAULT_MAJOR)
+    provider.stop(iid, DEFAULT_MAJOR)
+    assert not provider.is_running(iid, DEFAULT_MAJOR)
     provider.apply_conf(iid, port, MEDIUM)
-    provider.start(iid, 15)
-    provider.start(iid, 15)
+    provider.start(iid, DEFAULT_MAJOR)
+    provider.start(iid, DEFAULT_MAJOR)
     with provider.connect_admin(iid, port) as conn:
         assert conn.execute("SHOW max_connections").fetchone() == (str(MEDIUM.max_connections),)
+    # Two starts, and the server never complained about its configuration's external PID file.
+    log = provider.logfile(iid).read_text()
+    assert log.count("database system is ready to accept connections") >= 2, log
+    assert "external PID file" not in log, log
 
-    provider.destroy(iid, 15)
+    provider.destroy(iid, DEFAULT_MAJOR)
     assert not provider.instance_dir(iid).exists()
     assert not provider.socket_dir(iid).exists()
-    provider.destroy(iid, 15)  # idempotent
+    provider.destroy(iid, DEFAULT_MAJOR)  # idempotent
     with pytest.raises(psycopg.OperationalError):
         connect_source("127.0.0.1", port, "app", TRICKY_PASSWORD, connect_timeout=2)
 
@@ -145,10 +157,10 @@ def test_create_recovers_from_a_half_done_initdb(provider: LocalInstanceProvider
     iid = new_instance_id()
     pgdata = provider.pgdata(iid)
     pgdata.mkdir(parents=True)
-    (pgdata / "PG_VERSION").write_text("15\n")  # what a killed initdb leaves behind
+    (pgdata / "PG_VERSION").write_text(f"{DEFAULT_MAJOR}\n")  # what a killed initdb leaves behind
     (pgdata / "junk").write_text("x")
     port = free_port()
-    provider.create(iid, port=port, cls=SMALL, major=15)
+    provider.create(iid, port=port, cls=SMALL, major=DEFAULT_MAJOR)
     with provider.connect_admin(iid, port) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert not (pgdata / "junk").exists()
@@ -217,21 +229,21 @@ def test_basebackup_then_stream_as_standby(
 
     iid = new_instance_id()
     port = free_port()
-    provider.create(iid, port=port, cls=SMALL, major=15)
+    provider.create(iid, port=port, cls=SMALL, major=DEFAULT_MAJOR)
     endpoint = src.endpoint("migratetest")
     passfile = provider.write_source_passfile(iid, endpoint, password)
     assert not passfile.is_relative_to(provider.instance_dir(iid))
 
-    target = provider.wipe_pgdata(iid, 15)
+    target = provider.wipe_pgdata(iid, DEFAULT_MAJOR)
     assert target.is_dir() and not any(target.iterdir())
-    assert not provider.is_running(iid, 15)
+    assert not provider.is_running(iid, DEFAULT_MAJOR)
 
     progress: list[tuple[int, int]] = []
     watcher = _ProcWatcher(password.encode())
     watcher.start()
     try:
         run_basebackup(
-            provider.bin_dir(15),
+            provider.bin_dir(DEFAULT_MAJOR),
             target,
             endpoint,
             slot,
@@ -266,7 +278,7 @@ def test_basebackup_then_stream_as_standby(
     assert "synchronous_standby_names = 'nobody'" in removed
     assert not any("work_mem" in line for line in removed)
     assert (target / "standby.signal").is_file()
-    provider.start(iid, 15)
+    provider.start(iid, DEFAULT_MAJOR)
 
     src.sql("CREATE TABLE after_backup (id int PRIMARY KEY, note text)")
     src.sql("INSERT INTO after_backup SELECT g, 'row ' || g FROM generate_series(1, 100) g")
@@ -321,8 +333,8 @@ def test_basebackup_failure_and_stop(source_cluster: SourceCluster, provider: Lo
     src.create_migration_account("migratetest", password="right")
     iid = new_instance_id()
     endpoint = src.endpoint("migratetest")
-    target = provider.wipe_pgdata(iid, 15)
-    bin_dir = provider.bin_dir(15)
+    target = provider.wipe_pgdata(iid, DEFAULT_MAJOR)
+    bin_dir = provider.bin_dir(DEFAULT_MAJOR)
 
     # A wrong password: the error carries pg_basebackup's own message.
     passfile = provider.write_source_passfile(iid, endpoint, "wrong")
@@ -340,7 +352,7 @@ def test_basebackup_failure_and_stop(source_cluster: SourceCluster, provider: Lo
 
     # A missing slot.
     passfile = provider.write_source_passfile(iid, endpoint, "right")
-    target = provider.wipe_pgdata(iid, 15)
+    target = provider.wipe_pgdata(iid, DEFAULT_MAJOR)
     with pytest.raises(PgCommandError, match="cloudmig_task_9"):
         run_basebackup(
             bin_dir,
@@ -355,7 +367,7 @@ def test_basebackup_failure_and_stop(source_cluster: SourceCluster, provider: Lo
     # should_stop() kills the child.
     with connect_source(src.host, src.port, "migratetest", "right") as conn:
         probes.create_physical_slot(conn, "cloudmig_task_9")
-    target = provider.wipe_pgdata(iid, 15)
+    target = provider.wipe_pgdata(iid, DEFAULT_MAJOR)
     with pytest.raises(BasebackupStopped):
         run_basebackup(
             bin_dir,

@@ -13,10 +13,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from tests.support.pgcluster import (
+    DEFAULT_MAJOR,
     TRICKY_PASSWORD,
     SourceCluster,
     free_port,
     os_user_for_tests,
+    runnable_bin_dir,
 )
 
 from cloudmig.pg import ctl, probes
@@ -29,11 +31,11 @@ from cloudmig.pg.sql import connect_replication, connect_socket, connect_source
 pytestmark = pytest.mark.func
 
 
-def test_find_bin_dir_15() -> None:
-    bin_dir = find_bin_dir(15)
+def test_find_bin_dir_of_the_default_major() -> None:
+    bin_dir = find_bin_dir(DEFAULT_MAJOR)
     assert (bin_dir / "postgres").is_file()
-    assert server_major(bin_dir) == 15
-    assert find_bin_dir(15, [Path("/nonexistent/bin")]) == bin_dir
+    assert server_major(bin_dir) == DEFAULT_MAJOR
+    assert find_bin_dir(DEFAULT_MAJOR, [Path("/nonexistent/bin")]) == bin_dir
 
 
 def test_find_bin_dir_unknown_major() -> None:
@@ -42,7 +44,7 @@ def test_find_bin_dir_unknown_major() -> None:
 
 
 def test_run_raises_with_command_and_stderr() -> None:
-    bin_dir = find_bin_dir(15)
+    bin_dir = find_bin_dir(DEFAULT_MAJOR)
     with pytest.raises(PgCommandError) as info:
         run([bin_dir / "pg_ctl", "status", "-D", "/nonexistent/pgdata"], user=os_user_for_tests())
     assert info.value.command == "pg_ctl"
@@ -90,7 +92,7 @@ def _managed(tmp: Path, port: int, **kw: object) -> ManagedConf:
 
 def test_ctl_lifecycle_is_idempotent(pg_base_dir: Path) -> None:
     user = os_user_for_tests()
-    bin_dir = find_bin_dir(15)
+    bin_dir = find_bin_dir(DEFAULT_MAJOR)
     tmp = Path(tempfile.mkdtemp(prefix="ctl-", dir=pg_base_dir))
     make_dir(tmp, user=user)
     pgdata, sock = tmp / "pgdata", tmp / "sock"
@@ -166,7 +168,7 @@ def test_probes_on_a_source(source_cluster: SourceCluster) -> None:
     src = source_cluster
     src.create_migration_account("migratetest", password="pw")
     with connect_source(src.host, src.port, "migratetest", "pw") as conn:
-        assert probes.server_version_num(conn) // 10000 == 15
+        assert probes.server_version_num(conn) // 10000 == DEFAULT_MAJOR == probes.server_major(conn)
         assert not probes.is_in_recovery(conn)
         assert probes.replay_lsn(conn) is None
         assert probes.wal_receiver(conn) is None
@@ -193,6 +195,27 @@ def test_probes_on_a_source(source_cluster: SourceCluster) -> None:
         assert not probes.slot_exists(conn, "cloudmig_task_1")
         assert probes.tablespace_locations(conn) == {}
         assert probes.bootstrap_superuser(conn) == "postgres"
+
+
+@pytest.mark.parametrize("major", [10, 12])
+def test_probes_on_majors_before_13(pg_base_dir: Path, major: int) -> None:
+    # The queries whose columns or functions are newer than the server (see pg/compat.py).
+    runnable_bin_dir(major)
+    src = SourceCluster.create(pg_base_dir, major=major)
+    try:
+        src.create_migration_account("migratetest", password="pw")
+        with connect_source(src.host, src.port, "migratetest", "pw") as conn:
+            assert probes.server_major(conn) == major
+            assert probes.wal_receiver(conn) is None
+            probes.create_physical_slot(conn, "cloudmig_task_2")
+            info = probes.slot_info(conn, "cloudmig_task_2")
+            assert info is not None and info["restart_lsn"] and info["wal_status"] == ""
+            probes.drop_slot(conn, "cloudmig_task_2")
+            if major < 12:
+                with pytest.raises(probes.PromoteUnsupported):
+                    probes.promote(conn)
+    finally:
+        src.destroy()
 
 
 def test_source_cluster_restart_keeps_data(source_cluster: SourceCluster) -> None:

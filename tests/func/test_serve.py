@@ -53,7 +53,7 @@ def test_data_dir_created_by_cloudmig_is_fixed_up(pg_base_dir: Path) -> None:
     data.parent.mkdir(mode=0o711)
     data.mkdir(mode=0o700)
     os.chmod(data, 0o700)
-    from cloudmig.services.context import build_context
+    from cloudmig.runtime import build_context
     from cloudmig.settings import load_settings
 
     build_context(load_settings(data_dir=data, runtime_dir=pg_base_dir / "fixup" / "run"))

@@ -40,13 +40,21 @@ def source_fields(instance_id: str, port: int, **overrides: Any) -> dict[str, An
 
 
 def create_instance(
-    client: Any, *, storage: int = 20, klass: str = "pg.n2.medium.2c", token: str | None = None
+    client: Any,
+    *,
+    storage: int = 20,
+    klass: str = "pg.n2.medium.2c",
+    token: str | None = None,
+    major: int | None = None,
 ) -> str:
+    """CreateDBInstance of `major` (the tests' DEFAULT_MAJOR, the distribution's, by default)."""
+    from tests.support.pgcluster import DEFAULT_MAJOR
+
     resp = client.create_dbinstance(
         rds.CreateDBInstanceRequest(
             region_id="cn-hangzhou",
             engine="PostgreSQL",
-            engine_version="15.0",
+            engine_version=f"{major or DEFAULT_MAJOR}.0",
             dbinstance_class=klass,
             dbinstance_storage=storage,
             dbinstance_net_type="Intranet",
@@ -68,10 +76,33 @@ def instance_attribute(client: Any, instance_id: str) -> Any:
     return resp.body.items.dbinstance_attribute[0]
 
 
+def _status_reason(client: Any, instance_id: str) -> str:
+    from alibabacloud_tea_openapi import models as open_api
+    from alibabacloud_tea_util import models as util
+
+    params = open_api.Params(
+        action="DescribeDBInstanceAttribute",
+        version="2014-08-15",
+        protocol="HTTP",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
+    req = open_api.OpenApiRequest(query={"DBInstanceId": instance_id})
+    body = client.call_api(params, req, util.RuntimeOptions())["body"]
+    return str(body["Items"]["DBInstanceAttribute"][0].get("StatusReason", ""))
+
+
 def wait_running(client: Any, instance_id: str, timeout: float = 120) -> Any:
     def running() -> Any:
         a = instance_attribute(client, instance_id)
-        assert a.dbinstance_status in ("Creating", "Running"), a.dbinstance_status
+        if a.dbinstance_status not in ("Creating", "Running"):
+            raise AssertionError(
+                f"instance {instance_id} is {a.dbinstance_status}: {_status_reason(client, instance_id)}"
+            )
         return a if a.dbinstance_status == "Running" else None
 
     return wait_for(running, timeout, what=f"{instance_id} Running")

@@ -1,348 +1,67 @@
-"""A self-managed "source" PostgreSQL for func and e2e tests, built on cloudmig's own pg layer.
-
-    base = make_base_dir()                      # or the `pg_base_dir` fixture
-    src = SourceCluster.create(base)            # initdb + start, 127.0.0.1:<free port>
-    src.create_migration_account("migratetest", password="s3cret")
-    src.pgbench_init(scale=1)
-    ...
-    src.destroy()
-
-Everything PostgreSQL runs as the non-root `postgres` OS user when the tests run as root, so every
-directory lives under a 0711 base directory in /tmp (pytest's own tmp_path base is 0700 root).
-"""
+"""The throwaway source PostgreSQL of the tests: cloudmig.harness.source, plus what only tests need
+(skipping a test whose PostgreSQL major is not usable here)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import socket
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
-import psycopg
-from psycopg import sql as pgsql
-
-from cloudmig.instances.osuser import pg_os_user
-from cloudmig.pg import ctl
-from cloudmig.pg.basebackup import SourceEndpoint
+from cloudmig.harness.source import (
+    DEFAULT_HBA,
+    DEFAULT_MAJOR,
+    DEFAULT_PASSWORD,
+    SUPERUSER,
+    SourceCluster,
+    bin_dirs_for_tests,
+    free_port,
+    make_base_dir,
+    make_settings,
+    os_user_for_tests,
+    wait_for,
+)
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
-from cloudmig.pg.conf import atomic_write, conf_quote, make_dir
-from cloudmig.pg.runner import OsUser, PgCommandError, run
-from cloudmig.pg.sql import connect_socket, connect_source
-from cloudmig.settings import Settings
+from cloudmig.pg.runner import PgCommandError, run
 
-SUPERUSER = "postgres"
-DEFAULT_PASSWORD = "Migrate_Test_123"
 # Exercises every quoting layer: SQL literal, libpq passfile, conninfo, URL query strings.
 TRICKY_PASSWORD = "p'a\"s s\\w:o;r=d ü€ %&?#"
 
-DEFAULT_HBA: tuple[str, ...] = (
-    "local all all trust",
-    "local replication all trust",
-    "host all all 127.0.0.1/32 scram-sha-256",
-    "host replication all 127.0.0.1/32 scram-sha-256",
-)
-
-_ports_lock = threading.Lock()
-_ports_handed_out: set[int] = set()
-
-T = TypeVar("T")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (never the same one twice in this process)."""
-    for _ in range(100):
-        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
-        with _ports_lock:
-            if port not in _ports_handed_out:
-                _ports_handed_out.add(port)
-                return port
-    raise RuntimeError("no free port found")
+__all__ = [
+    "DEFAULT_HBA",
+    "DEFAULT_MAJOR",
+    "DEFAULT_PASSWORD",
+    "SUPERUSER",
+    "TRICKY_PASSWORD",
+    "SourceCluster",
+    "bin_dirs_for_tests",
+    "free_port",
+    "make_base_dir",
+    "make_settings",
+    "os_user_for_tests",
+    "runnable_bin_dir",
+    "usable_bin_dir",
+    "wait_for",
+]
 
 
-def os_user_for_tests() -> OsUser | None:
-    """The OS user PostgreSQL runs as in tests (None when the tests do not run as root)."""
-    return pg_os_user(Settings())
-
-
-def make_base_dir(prefix: str = "cloudmig-test-", parent: Path | str = "/tmp") -> Path:
-    """A fresh directory under `parent` that the PostgreSQL OS user can traverse (0711; pytest's own
-    tmp_path lives under a 0700 directory)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    os.chmod(path, 0o711)
-    return path
-
-
-def make_settings(base_dir: Path, **overrides: Any) -> Settings:
-    """cloudmig Settings whose data and runtime dirs live in a fresh subdirectory of `base_dir`,
-    with tiny instances (shared_buffers 16MB)."""
-    root = make_base_dir("c", parent=base_dir)
-    values: dict[str, Any] = {
-        "data_dir": root / "data",
-        "runtime_dir": root / "run",
-        "instance_shared_buffers": "16MB",
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def wait_for(
-    predicate: Callable[[], T | None], *, timeout: float = 30, interval: float = 0.2, what: str = ""
-) -> T:
-    """Poll `predicate` until it returns a truthy value; return it (AssertionError on timeout)."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # e.g. the server still starting
-            last_exc = exc
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_exc})" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}{detail}")
-        time.sleep(interval)
-
-
-def _conf_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, int):
-        return str(value)
-    return conf_quote(str(value))
-
-
-@dataclass
-class SourceCluster:
-    root: Path
-    bin_dir: Path
-    port: int
-    user: OsUser | None
-    major: int
-    host: str = "127.0.0.1"
-    superuser: str = SUPERUSER
-    settings: dict[str, object] = field(default_factory=dict)
-
-    # ---- layout ---------------------------------------------------------------------------------
-
-    @property
-    def pgdata(self) -> Path:
-        return self.root / "pgdata"
-
-    @property
-    def socket_dir(self) -> Path:
-        return self.root / "sock"
-
-    @property
-    def logfile(self) -> Path:
-        return self.root / "postgres.log"
-
-    def endpoint(self, user: str = "migratetest") -> SourceEndpoint:
-        return SourceEndpoint(host=self.host, port=self.port, user=user)
-
-    # ---- lifecycle ------------------------------------------------------------------------------
-
-    @classmethod
-    def create(
-        cls,
-        base_dir: Path,
-        *,
-        major: int = 15,
-        port: int | None = None,
-        settings: Mapping[str, object] | None = None,
-        start: bool = True,
-    ) -> SourceCluster:
-        """initdb a cluster in a new directory under `base_dir` and start it (unless start=False)."""
-        user = os_user_for_tests()
-        bin_dir = find_bin_dir(major)
-        root = Path(tempfile.mkdtemp(prefix="src-", dir=base_dir))
-        make_dir(root, user=user)
-        cluster = cls(
-            root=root,
-            bin_dir=bin_dir,
-            port=port or free_port(),
-            user=user,
-            major=major,
-            settings=dict(settings or {}),
+def usable_bin_dir(major: int) -> tuple[Path | None, str]:
+    """(bin dir of `major`, "") when the PostgreSQL OS user can run its server, else (None, why):
+    absent, or not executable by that user (e.g. binaries in a virtualenv under a directory it
+    cannot traverse)."""
+    try:
+        bin_dir = find_bin_dir(major, bin_dirs_for_tests())
+        run([bin_dir / "postgres", "--version"], user=os_user_for_tests(), timeout=30)
+    except (PgBinariesNotFound, PgCommandError) as exc:
+        return (
+            None,
+            f"PostgreSQL {major} binaries are not usable here ({exc}); install them with tools/install-pg-majors {major}",
         )
-        try:
-            make_dir(cluster.pgdata, user=user)
-            make_dir(cluster.socket_dir, user=user)
-            ctl.initdb(bin_dir, cluster.pgdata, user=user, superuser=SUPERUSER)
-            cluster._write_conf()
-            cluster.set_hba(DEFAULT_HBA, reload=False)
-            if start:
-                cluster.start()
-        except BaseException:
-            cluster.destroy()
-            raise
-        return cluster
-
-    def _write_conf(self) -> None:
-        values: dict[str, object] = {
-            "listen_addresses": self.host,
-            "port": self.port,
-            "unix_socket_directories": str(self.socket_dir),
-            "shared_buffers": "16MB",
-            "wal_level": "replica",
-            "max_wal_senders": 10,
-            "max_replication_slots": 10,
-            "password_encryption": "scram-sha-256",
-            "logging_collector": False,
-            "log_destination": "stderr",
-        }
-        values.update(self.settings)
-        conf = self.pgdata / "postgresql.conf"
-        text = conf.read_text()
-        text += "\n# --- tests/support/pgcluster.py ---\n"
-        text += "".join(f"{name} = {_conf_value(value)}\n" for name, value in values.items())
-        atomic_write(conf, text, user=self.user)
-
-    def start(self) -> None:
-        ctl.start(self.bin_dir, self.pgdata, user=self.user, logfile=self.logfile)
-
-    def stop(self, mode: str = "fast") -> None:
-        ctl.stop(self.bin_dir, self.pgdata, user=self.user, mode=mode)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def reload(self) -> None:
-        ctl.reload(self.bin_dir, self.pgdata, user=self.user)
-
-    def is_running(self) -> bool:
-        return ctl.is_running(self.bin_dir, self.pgdata, user=self.user)
-
-    def destroy(self) -> None:
-        """Stop (immediately) and remove every file. Safe to call twice."""
-        try:
-            if self.pgdata.is_dir():
-                self.stop(mode="immediate")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def log_text(self) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    # ---- configuration --------------------------------------------------------------------------
-
-    def set_hba(self, lines: Iterable[str], *, reload: bool = True) -> None:
-        """Replace pg_hba.conf with `lines` (and reload the server unless reload=False)."""
-        text = "".join(f"{line}\n" for line in lines)
-        atomic_write(self.pgdata / "pg_hba.conf", text, user=self.user)
-        if reload and self.is_running():
-            self.reload()
-
-    # ---- SQL ------------------------------------------------------------------------------------
-
-    def connect(self, *, dbname: str = "postgres", user: str | None = None) -> psycopg.Connection[Any]:
-        """Autocommit connection over the Unix socket (trust), as the superuser by default."""
-        return connect_socket(self.socket_dir, self.port, user or self.superuser, dbname=dbname)
-
-    def connect_tcp(self, user: str, password: str, *, dbname: str = "postgres") -> psycopg.Connection[Any]:
-        """Autocommit connection over TCP with a password, as the service connects."""
-        return connect_source(self.host, self.port, user, password, dbname=dbname)
-
-    def sql(
-        self, query: Any, params: Sequence[Any] | Mapping[str, Any] | None = None, dbname: str = "postgres"
-    ) -> list[tuple[Any, ...]]:
-        """Run one statement as the superuser over the socket; the rows it returns (or [])."""
-        with self.connect(dbname=dbname) as conn:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description is not None else []
-
-    def scalar(self, query: Any, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
-        rows = self.sql(query, params)
-        return rows[0][0] if rows else None
-
-    def create_migration_account(
-        self,
-        name: str = "migratetest",
-        password: str = DEFAULT_PASSWORD,
-        *,
-        replication: bool = True,
-        createrole: bool = True,
-        monitor: bool = True,
-        superuser: bool = False,
-    ) -> str:
-        """Create (or alter) a LOGIN role with a SCRAM password; returns its name. The password is
-        a properly escaped SQL literal: quotes, backslashes, spaces and unicode are fine."""
-        options = [
-            "LOGIN",
-            "REPLICATION" if replication else "NOREPLICATION",
-            "CREATEROLE" if createrole else "NOCREATEROLE",
-            "SUPERUSER" if superuser else "NOSUPERUSER",
-        ]
-        exists = bool(self.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,)))
-        verb = "ALTER" if exists else "CREATE"
-        stmt = pgsql.SQL(verb + " ROLE {} WITH " + " ".join(options) + " PASSWORD {}").format(
-            pgsql.Identifier(name), pgsql.Literal(password)
-        )
-        with self.connect() as conn:
-            conn.execute(stmt)
-            if monitor:
-                conn.execute(pgsql.SQL("GRANT pg_monitor TO {}").format(pgsql.Identifier(name)))
-        return name
-
-    def pgbench_init(self, scale: int = 1, *, dbname: str = "postgres") -> None:
-        """pgbench -i -s scale over the socket (about 16 MB of data per scale unit)."""
-        argv: list[str | Path] = [
-            self.bin_dir / "pgbench",
-            "-i",
-            "-q",
-            "-s",
-            str(scale),
-            "-h",
-            self.socket_dir,
-            "-p",
-            str(self.port),
-            "-U",
-            self.superuser,
-            dbname,
-        ]
-        run(argv, user=self.user, timeout=300)
-
-    def pgbench(self, *, seconds: int = 2, clients: int = 1, dbname: str = "postgres") -> None:
-        """A short pgbench run (writes) against the cluster."""
-        argv: list[str | Path] = [
-            self.bin_dir / "pgbench",
-            "-n",
-            "-T",
-            str(seconds),
-            "-c",
-            str(clients),
-            "-h",
-            self.socket_dir,
-            "-p",
-            str(self.port),
-            "-U",
-            self.superuser,
-            dbname,
-        ]
-        run(argv, user=self.user, timeout=seconds + 120)
+    return bin_dir, ""
 
 
 def runnable_bin_dir(major: int) -> Path:
-    """The bin dir of `major`, or skip the test: absent, or not executable by the PostgreSQL OS user
-    (e.g. pgserver's binaries inside a virtualenv under a directory that user cannot traverse)."""
+    """The bin dir of `major`, or skip the test saying why (see usable_bin_dir)."""
     import pytest
 
-    try:
-        bin_dir = find_bin_dir(major)
-        run([bin_dir / "postgres", "--version"], user=os_user_for_tests(), timeout=30)
-    except (PgBinariesNotFound, PgCommandError) as exc:
-        pytest.skip(f"PostgreSQL {major} binaries are not usable here (pip install pgserver): {exc}")
+    bin_dir, why = usable_bin_dir(major)
+    if bin_dir is None:
+        pytest.skip(why)
     return bin_dir

@@ -57,8 +57,13 @@ TEA_METHODS = {
 # Keys cloudmig adds beyond the SDK models (the SDKs ignore unknown keys): the task status fields of
 # the migration Describe items, and the Port of each DescribeDBInstances item (the real API has it
 # only in DescribeDBInstanceAttribute; a self-hosted instance needs it to be reached).
-EXTENSION_KEYS = frozenset({"Status", "Reason", "CheckResults", "Progress", "Evidence"})
-EXTENSION_KEYS_BY_ACTION = {"DescribeDBInstances": frozenset({"Port"})}
+EXTENSION_KEYS = frozenset(
+    {"Status", "Reason", "ReasonCode", "CheckResults", "Progress", "Evidence", "DataLoss", "Warning"}
+)
+EXTENSION_KEYS_BY_ACTION = {
+    "DescribeDBInstances": frozenset({"Port"}),
+    "DescribeDBInstanceAttribute": frozenset({"StatusReason"}),
+}
 
 
 # ---- a recording proxy ------------------------------------------------------------------------

@@ -21,19 +21,19 @@ from starlette.applications import Starlette
 
 from cloudmig.api.actions import REGISTRY
 from cloudmig.api.app import MAX_BODY_BYTES, create_app
+from cloudmig.runtime import AppContext, build_context
 from cloudmig.services import keys as key_service
-from cloudmig.services.context import ServiceContext, build_context
 from cloudmig.settings import Settings
 from cloudmig.store.tables import nonces
 
 
-def _ctx(tmp_path: Path, **settings: Any) -> ServiceContext:
+def _ctx(tmp_path: Path, **settings: Any) -> AppContext:
     s = Settings(data_dir=tmp_path / "data", runtime_dir=tmp_path / "run", **settings)
     return build_context(s, for_server=False)
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> ServiceContext:
+def ctx(tmp_path: Path) -> AppContext:
     return _ctx(tmp_path)
 
 
@@ -75,14 +75,14 @@ class Client:
 
 
 @pytest.fixture
-def client(ctx: ServiceContext) -> Client:
+def client(ctx: AppContext) -> Client:
     return Client(create_app(ctx))
 
 
 def test_unexpected_exception_is_a_generic_internal_error(
-    ctx: ServiceContext, client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ctx: AppContext, client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(ctx: ServiceContext, p: Any) -> dict[str, Any]:
+    def broken(ctx: AppContext, p: Any) -> dict[str, Any]:
         raise RuntimeError("boom: /var/lib/cloudmig/secret.key password=hunter2")
 
     monkeypatch.setitem(REGISTRY, "BrokenAction", broken)
@@ -99,7 +99,7 @@ def test_unexpected_exception_is_a_generic_internal_error(
 
 
 def test_unexpected_exception_as_xml(
-    ctx: ServiceContext, client: Client, monkeypatch: pytest.MonkeyPatch
+    ctx: AppContext, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(REGISTRY, "BrokenAction", lambda c, p: 1 / 0)
     key = key_service.create_key(ctx)
@@ -109,7 +109,7 @@ def test_unexpected_exception_as_xml(
     assert "<Code>InternalError</Code>" in r.text and "ZeroDivision" not in r.text
 
 
-def _nonce_count(ctx: ServiceContext) -> int:
+def _nonce_count(ctx: AppContext) -> int:
     with ctx.db.connect() as c:
         return int(c.execute(select(func.count()).select_from(nonces)).scalar_one())
 
@@ -138,7 +138,7 @@ def test_throttling_per_key_with_retry_after_and_no_nonce_recorded(tmp_path: Pat
     assert client.post("/", params=signed(b, "DescribeDBInstances")).status_code == 200
 
 
-def test_oversized_body_is_refused_before_parsing(ctx: ServiceContext, client: Client) -> None:
+def test_oversized_body_is_refused_before_parsing(ctx: AppContext, client: Client) -> None:
     key = key_service.create_key(ctx)
     r = client.post(
         "/",
@@ -151,7 +151,7 @@ def test_oversized_body_is_refused_before_parsing(ctx: ServiceContext, client: C
 
 
 def test_access_log_has_no_query_and_no_caller_controlled_line_breaks(
-    ctx: ServiceContext, client: Client, caplog: pytest.LogCaptureFixture
+    ctx: AppContext, client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = key_service.create_key(ctx)
     with caplog.at_level(logging.INFO, logger="cloudmig.access"):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudmig.pg.basebackup import SourceEndpoint, basebackup_argv, parse_progress
+from cloudmig.pg.basebackup import basebackup_argv, parse_progress
+from cloudmig.pg.source import SourceEndpoint
 
 KB = 1024
 

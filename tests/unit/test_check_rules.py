@@ -10,15 +10,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloudmig.checks import catalogue, rules
-from cloudmig.checks.facts import DatabaseFacts, SourceFacts, TargetFacts, describe_error, probe_tcp
+from cloudmig.checks import catalogue, cloudmig_rules, rules
+from cloudmig.checks.connectivity import probe_tcp
+from cloudmig.checks.facts import DatabaseFacts, SourceFacts, TargetFacts, describe_error
 from cloudmig.domain.checks import CheckResult, passed, render_report
 from cloudmig.domain.classes import CATALOGUE as CLASSES
 from cloudmig.domain.enums import CheckLevel
+from cloudmig.domain.fence import FencePrivileges
+from cloudmig.domain.settings_carry import SourceSetting
 
 MB = 1024 * 1024
 GB = 1024 * MB
 CLASS = CLASSES["pg.n2.medium.2c"]  # max_connections 400, workers 16, senders 16, prepared 200, locks 128
+FENCE_OK = FencePrivileges(
+    major=15,
+    superuser=False,
+    createrole=True,
+    alter_system_dtro=True,
+    execute_reload=True,
+    signal_backend=True,
+)
 
 
 def source(**overrides: object) -> SourceFacts:
@@ -39,6 +50,7 @@ def source(**overrides: object) -> SourceFacts:
             "max_wal_senders": "10",
             "max_replication_slots": "10",
             "max_slot_wal_keep_size": "2048",
+            "max_wal_size": "1024",
             "max_connections": "100",
             "max_prepared_transactions": "0",
             "max_worker_processes": "8",
@@ -50,13 +62,17 @@ def source(**overrides: object) -> SourceFacts:
         slot_names=(),
         logical_slots=(),
         databases=(
-            DatabaseFacts("app", size_bytes=100 * MB, extensions=("hstore", "plpgsql")),
-            DatabaseFacts("postgres", size_bytes=8 * MB, extensions=("plpgsql",)),
+            DatabaseFacts("app", size_bytes=100 * MB, extensions=("hstore", "plpgsql"), unlogged_tables=()),
+            DatabaseFacts("postgres", size_bytes=8 * MB, extensions=("plpgsql",), unlogged_tables=()),
             DatabaseFacts("template0", allow_connections=False, size_bytes=8 * MB),
-            DatabaseFacts("template1", size_bytes=8 * MB, extensions=("plpgsql",)),
+            DatabaseFacts("template1", size_bytes=8 * MB, extensions=("plpgsql",), unlogged_tables=()),
         ),
         roles=("migrator", "pg_monitor", "postgres"),
         tablespaces=("pg_default", "pg_global"),
+        in_recovery=False,
+        ssl_in_use=True,
+        fence=FENCE_OK,
+        config_settings=(SourceSetting("TimeZone", "Etc/UTC"), SourceSetting("work_mem", "8MB")),
     )
     return dataclasses.replace(facts, **overrides)  # type: ignore[arg-type]
 
@@ -74,6 +90,9 @@ def target(**overrides: object) -> TargetFacts:
         available_extensions=frozenset({"hstore", "plpgsql", "pg_trgm"}),
         settings={"server_version_num": "150007", "block_size": "8192", "wal_segment_size": "16777216"},
         libc_collversion=None,
+        managed_settings=frozenset({"max_connections", "port", "shared_buffers"}),
+        shown_settings={"timezone": "GMT", "work_mem": "4MB", "max_connections": "400", "port": "15432"},
+        binaries_major=15,
     )
     return dataclasses.replace(facts, **overrides)  # type: ignore[arg-type]
 
@@ -83,7 +102,7 @@ def line(rule: rules.Rule, src: SourceFacts | None = None, tgt: TargetFacts | No
 
 
 def db(name: str, **kw: object) -> DatabaseFacts:
-    return dataclasses.replace(DatabaseFacts(name, size_bytes=MB, extensions=()), **kw)  # type: ignore[arg-type]
+    return dataclasses.replace(DatabaseFacts(name, size_bytes=MB, extensions=(), unlogged_tables=()), **kw)  # type: ignore[arg-type]
 
 
 NOT_LOGGED_IN = {"login_error": "FATAL: password authentication failed for user migrator"}
@@ -121,6 +140,18 @@ Check tablespaces: success
 Check logical replication slot: success
 [Check storage format]
 Check block and segment size: success
+[Check source role]
+Check source is a primary: success
+[Check unlogged tables]
+Check unlogged tables: success
+[Check source settings]
+Check settings carried: success
+[Check switchover fence]
+Check source can be fenced: success
+[Check source encryption]
+Check connection encrypted: success
+[Check binaries]
+Check server binaries: success
 *Migrate check success*
 """
 
@@ -150,6 +181,12 @@ def test_catalogue_is_in_spec_order() -> None:
         ("Check tablespaces", "Check tablespaces"),
         ("Check logical replication slots", "Check logical replication slot"),
         ("Check storage format", "Check block and segment size"),
+        ("Check source role", "Check source is a primary"),
+        ("Check unlogged tables", "Check unlogged tables"),
+        ("Check source settings", "Check settings carried"),
+        ("Check switchover fence", "Check source can be fenced"),
+        ("Check source encryption", "Check connection encrypted"),
+        ("Check binaries", "Check server binaries"),
     ]
 
 
@@ -168,18 +205,57 @@ def test_each_rule_answers_for_its_own_sub_check() -> None:
 
 def test_unreachable_source_still_lists_every_sub_check_and_fails() -> None:
     src = SourceFacts(
-        host="db.example", port=5432, account="migrator", address="192.0.2.10", ip_error="timeout"
+        host="db.example",
+        port=5432,
+        account="migrator",
+        address="192.0.2.10",
+        ip_error="connection timed out on 192.0.2.10:5432 after 5s",
     )
     results = catalogue.evaluate(src, target())
-    report = render_report(results)
     assert len(results) == len(catalogue.CATALOGUE)
-    assert "Check ip connectable: error(error:192.0.2.10 is unapproachable)\n" in report
-    assert "Check port connectable: error(error:skipped, source host is unapproachable)\n" in report
-    assert "Check database connectable: error(error:skipped, source host is unapproachable)\n" in report
-    assert "Check wal level: error(error:skipped, source host is unapproachable)\n" in report
-    # What only needs the target is still judged.
-    assert "Check rds databases: success\n" in report
-    assert report.endswith("*Migrate check failed*\n")
+    # The machine-readable list keeps every sub-check, each saying what it depends on ...
+    by_name = {r.name: r for r in results}
+    assert by_name["Check port connectable"].depends_on == "Check ip connectable"
+    assert by_name["Check wal level"].as_dict() == {
+        "Section": "Check source replication config",
+        "Name": "Check wal level",
+        "Level": "error",
+        "Message": "skipped, source host is unapproachable",
+        "DependsOn": "Check ip connectable",
+    }
+    # ... and the report collapses them into one line after the failure, in its section.
+    assert render_report(results) == (
+        "[Check rds empty]\n"
+        "Check rds databases: success\n"
+        "[Check source connectivity]\n"
+        "Check ip connectable: error(error:192.0.2.10 is unapproachable:"
+        " connection timed out on 192.0.2.10:5432 after 5s)\n"
+        "Dependent checks: error(error:skipped, source host is unapproachable"
+        " (24 sub-checks not run, they need Check ip connectable))\n"
+        "*Migrate check failed*\n"
+    )
+
+
+def test_a_failed_login_collapses_the_checks_that_need_it() -> None:
+    src = source(**NOT_LOGGED_IN, settings={}, databases=None, roles=None, in_recovery=None, fence=None)
+    src = dataclasses.replace(
+        src, is_superuser=None, has_replication=None, has_createrole=None, is_monitor=None
+    )
+    src = dataclasses.replace(src, wal_senders_in_use=None, slot_names=None, logical_slots=None)
+    src = dataclasses.replace(src, tablespaces=None, ssl_in_use=None, config_settings=None)
+    report = render_report(catalogue.evaluate(src, target()))
+    assert report == (
+        "[Check rds empty]\n"
+        "Check rds databases: success\n"
+        "[Check source connectivity]\n"
+        "Check ip connectable: success\n"
+        "Check port connectable: success\n"
+        "Check database connectable: error(error:cannot connect to source database by migrator:"
+        " FATAL: password authentication failed for user migrator)\n"
+        "Dependent checks: error(error:skipped, cannot connect to source database"
+        " (22 sub-checks not run, they need Check database connectable))\n"
+        "*Migrate check failed*\n"
+    )
 
 
 def test_warnings_alone_keep_the_report_successful() -> None:
@@ -202,7 +278,7 @@ def test_a_crashing_rule_becomes_a_skipped_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(catalogue, "CATALOGUE", tuple(entries))
     results = catalogue.evaluate(source(), target())
     assert results[8].line() == "Check wal level: error(error:skipped, internal error: division by zero)"
-    assert len(results) == 20
+    assert len(results) == 26
 
 
 # ---- Check rds empty -----------------------------------------------------------------------------------
@@ -238,13 +314,13 @@ def test_ip_connectable() -> None:
     rule = rules.check_ip_connectable
     assert line(rule) == "Check ip connectable: success"
     assert (
-        line(rule, source(ip_error="no route"))
-        == "Check ip connectable: error(error:192.0.2.10 is unapproachable)"
+        line(rule, source(ip_error="no route to host on 192.0.2.10:5432"))
+        == "Check ip connectable: error(error:192.0.2.10 is unapproachable: no route to host on 192.0.2.10:5432)"
     )
     # A name that does not resolve is reported by name.
     assert (
-        line(rule, source(address=None, ip_error="cannot resolve"))
-        == "Check ip connectable: error(error:db.example is unapproachable)"
+        line(rule, source(address=None, ip_error="cannot resolve db.example"))
+        == "Check ip connectable: error(error:db.example is unapproachable: cannot resolve db.example)"
     )
 
 
@@ -252,8 +328,8 @@ def test_port_connectable() -> None:
     rule = rules.check_port_connectable
     assert line(rule) == "Check port connectable: success"
     assert (
-        line(rule, source(port_error="refused"))
-        == "Check port connectable: error(error:5432 is unapproachable)"
+        line(rule, source(port_error="connection refused on 192.0.2.10:5432"))
+        == "Check port connectable: error(error:5432 is unapproachable: connection refused on 192.0.2.10:5432)"
     )
     assert (
         line(rule, source(ip_error="no route"))
@@ -264,18 +340,22 @@ def test_port_connectable() -> None:
 def test_database_connectable() -> None:
     rule = rules.check_database_connectable
     assert line(rule) == "Check database connectable: success"
-    assert (
-        line(rule, source(**NOT_LOGGED_IN))
-        == "Check database connectable: error(error:cannot connect to source database by migrator)"
+    assert line(rule, source(**NOT_LOGGED_IN)) == (
+        "Check database connectable: error(error:cannot connect to source database by migrator:"
+        " FATAL: password authentication failed for user migrator)"
     )
     assert (
         line(rule, source(port_error="refused"))
         == "Check database connectable: error(error:skipped, source port is unapproachable)"
     )
-    rejected = "FATAL: no pg_hba.conf entry for replication connection"
+    rejected = 'no pg_hba.conf entry for replication connection from host "10.0.0.9", user "migrator"'
     assert line(rule, source(replication_conn_error=rejected)) == (
         "Check database connectable: error(error:replication connection rejected for migrator,"
-        " check pg_hba.conf)"
+        f" check pg_hba.conf: {rejected})"
+    )
+    assert line(rule, source(replication_conn_error="sorry, too many clients already")) == (
+        "Check database connectable: error(error:replication connection rejected for migrator:"
+        " sorry, too many clients already)"
     )
     # Another check explains a refused replication connection: not blamed on pg_hba.conf.
     assert line(rule, source(replication_conn_error="x", has_replication=False)) == (
@@ -431,13 +511,23 @@ def test_disk_size() -> None:
 def test_wal_keep_size() -> None:
     rule = rules.check_wal_keep_size
     assert line(rule) == "Check wal keep size large enough: success"
+    # The risk, and cloudmig's own protection (from max_wal_size 1024 MB: 4x and 8x).
     assert line(rule, _with_settings(max_slot_wal_keep_size="-1")) == (
         "Check wal keep size large enough: warning(warning:max_slot_wal_keep_size is unlimited,"
-        " a stalled migration can fill the source disk)"
+        " a stalled migration can fill the source disk; cloudmig reports its slot above 4096 MB of"
+        " retained WAL and stops the migration and drops the slot above 8192 MB"
+        " (settings slot_wal_warning_mb, slot_wal_limit_mb))"
     )
+    # The settings, when set, are what the message names.
+    configured = target(slot_wal_warning_mb=500, slot_wal_limit_mb=700)
+    assert "above 500 MB of retained WAL" in line(
+        rule, _with_settings(max_slot_wal_keep_size="-1"), configured
+    )
+    assert "above 700 MB (settings" in line(rule, _with_settings(max_slot_wal_keep_size="-1"), configured)
     assert line(rule, _with_settings(max_slot_wal_keep_size="64")) == (
         "Check wal keep size large enough: error(error:max_slot_wal_keep_size 64 MB is too small,"
-        " need 1024 MB)"
+        " need 1024 MB: the source would remove WAL the copy still needs and invalidate the"
+        " migration's slot)"
     )
     assert (
         line(rule, _with_settings(max_slot_wal_keep_size="1024"))
@@ -447,9 +537,9 @@ def test_wal_keep_size() -> None:
     big = dataclasses.replace(
         _with_settings(max_slot_wal_keep_size="2048"), databases=(db("app", size_bytes=30 * GB + 1),)
     )
-    assert line(rule, big) == (
+    assert line(rule, big).startswith(
         "Check wal keep size large enough: error(error:max_slot_wal_keep_size 2048 MB is too small,"
-        " need 3073 MB)"
+        " need 3073 MB:"
     )
     # Before 13 the setting does not exist and slots keep WAL without bound.
     old = source(settings={k: v for k, v in source().settings.items() if k != "max_slot_wal_keep_size"})
@@ -566,6 +656,110 @@ def test_storage_format() -> None:
     )
 
 
+# ---- cloudmig's later sections ----------------------------------------------------------------------------
+
+
+def test_source_role() -> None:
+    rule = cloudmig_rules.check_source_role
+    assert line(rule) == "Check source is a primary: success"
+    assert line(rule, source(in_recovery=True)) == (
+        "Check source is a primary: error(error:source is in recovery (a standby); migrate from its primary)"
+    )
+    assert line(rule, source(in_recovery=None, probe_errors={"recovery": "denied"})) == (
+        "Check source is a primary: error(error:skipped, cannot read recovery state on source: denied)"
+    )
+
+
+def test_unlogged_tables() -> None:
+    rule = cloudmig_rules.check_unlogged_tables
+    assert line(rule) == "Check unlogged tables: success"
+    dbs = (
+        db("app", unlogged_tables=("public.cache", "s.q")),
+        db("postgres"),
+        db("other", unlogged_tables=None),
+    )
+    assert line(rule, source(databases=dbs)) == (
+        "Check unlogged tables: warning(warning:unlogged table public.cache in database app will arrive empty;"
+        " unlogged table s.q in database app will arrive empty;"
+        " cannot connect to database other by migrator, its tables are not checked)"
+    )
+
+
+def test_settings_carried() -> None:
+    rule = cloudmig_rules.check_settings_carried
+    # TimeZone and work_mem are carried as they are: nothing changes.
+    assert line(rule) == "Check settings carried: success"
+    settings = (
+        SourceSetting("TimeZone", "Etc/UTC"),
+        SourceSetting("max_connections", "100"),
+        SourceSetting("port", "5432"),
+        SourceSetting("work_mem", "8MB", file_value="16MB"),
+    )
+    assert line(rule, source(config_settings=settings)) == (
+        "Check settings carried: warning(warning:setting work_mem will change from 8MB to 16MB"
+        " (set in the source's configuration file but not applied on the source yet);"
+        " setting max_connections will change from 100 to 400;"
+        " settings carried as on the source: TimeZone, work_mem)"
+    )
+    # An overridden setting with the same value changes nothing.
+    same = (SourceSetting("max_connections", "400"), SourceSetting("TimeZone", "UTC"))
+    assert line(rule, source(config_settings=same)) == "Check settings carried: success"
+    assert line(rule, source(config_settings=None, probe_errors={"config_settings": "denied"})) == (
+        "Check settings carried: error(error:skipped, cannot read configuration settings on source: denied)"
+    )
+    assert line(rule, tgt=target(shown_settings=None, connect_error="refused")) == (
+        "Check settings carried: error(error:skipped, cannot connect to rds: refused)"
+    )
+
+
+def test_switchover_fence() -> None:
+    rule = cloudmig_rules.check_switchover_fence
+    assert line(rule) == "Check source can be fenced: success"
+    bare = FencePrivileges(16, False, True, False, True, True)
+    assert line(rule, source(fence=bare)) == (
+        "Check source can be fenced: warning(warning:cloudmig cannot fence the source at switchover; grant:"
+        " GRANT ALTER SYSTEM ON PARAMETER default_transaction_read_only TO migrator;"
+        " GRANT EXECUTE ON FUNCTION pg_reload_conf() TO migrator;"
+        " GRANT pg_signal_backend TO migrator; (or make the account a superuser); without a fence,"
+        " stop the application's writes before the switchover)"
+    )
+    # Before 16, CREATEROLE and pg_signal_backend fence per role.
+    assert (
+        line(rule, source(fence=dataclasses.replace(bare, major=15))) == "Check source can be fenced: success"
+    )
+    assert line(rule, source(fence=dataclasses.replace(bare, superuser=True))) == (
+        "Check source can be fenced: success"
+    )
+
+
+def test_source_encryption() -> None:
+    rule = cloudmig_rules.check_source_encryption
+    assert line(rule) == "Check connection encrypted: success"
+    assert line(rule, source(ssl_in_use=False)) == (
+        "Check connection encrypted: warning(warning:connection to the source is not encrypted)"
+    )
+    assert line(rule, source(category="internet")) == (
+        "Check connection encrypted: warning(warning:source certificate is not verified)"
+    )
+    assert line(rule, source(category="internet", tls_verifies=True)) == "Check connection encrypted: success"
+
+
+def test_server_binaries() -> None:
+    rule = cloudmig_rules.check_server_binaries
+    assert line(rule) == "Check server binaries: success"
+    missing = target(binaries_error="PostgreSQL 15 server binaries not found (...)")
+    assert line(rule, tgt=missing) == (
+        "Check server binaries: error(error:PostgreSQL 15 binaries are not installed on this host)"
+    )
+    assert line(rule, tgt=target(binaries_major=None)) == (
+        "Check server binaries: error(error:skipped, PostgreSQL 15 binaries were not looked for)"
+    )
+    no_copy_tool = target(basebackup_error="no pg_basebackup for PostgreSQL 15 or newer")
+    assert line(rule, tgt=no_copy_tool) == (
+        "Check server binaries: error(error:no pg_basebackup of PostgreSQL 15 or newer is installed on this host)"
+    )
+
+
 # ---- never a password; any facts give a complete report ---------------------------------------------------
 
 
@@ -628,11 +822,27 @@ def any_source(draw: Callable[..., object]) -> SourceFacts:
                     libc_collversion=st.none() | st.just("2.36"),
                     size_bytes=st.none() | st.integers(0, 10 * GB),
                     extensions=st.none() | st.tuples(st.sampled_from(["hstore", "postgis"])),
+                    unlogged_tables=st.none() | st.tuples(st.just("public.u")),
                 )
             )
         ),
         roles=draw(st.none() | st.tuples(st.sampled_from(["postgres", "cloudmig_admin"]))),
         tablespaces=draw(st.none() | st.tuples(st.sampled_from(["pg_default", "t"]))),
+        in_recovery=draw(_opt_bool),
+        ssl_in_use=draw(_opt_bool),
+        category=draw(st.sampled_from(["internet", "ecsonvpc"])),
+        fence=draw(st.none() | st.builds(FencePrivileges, major=st.sampled_from([12, 15, 16]))),
+        config_settings=draw(
+            st.none()
+            | st.tuples(
+                st.builds(
+                    SourceSetting,
+                    name=st.sampled_from(["TimeZone", "port", "max_connections"]),
+                    value=st.sampled_from(["", "100", "UTC"]),
+                    file_value=st.none() | st.just("200"),
+                )
+            )
+        ),
     )
 
 

@@ -11,11 +11,13 @@ from psycopg.conninfo import conninfo_to_dict
 from cloudmig.pg.conf import (
     INCLUDE_LINE,
     MANAGED_CONF,
+    RECOVERY_CONF,
     ManagedConf,
     StandbyConf,
     apply_managed_conf,
     conf_quote,
     fix_postgresql_conf,
+    pgdata_major,
     primary_conninfo,
     render_hba,
     render_managed_conf,
@@ -59,7 +61,7 @@ def _settings(text: str) -> dict[str, str]:
 
 def test_render_managed_conf(tmp_path: Path) -> None:
     standby = StandbyConf(primary_conninfo="host='h' user='u'", primary_slot_name="cloudmig_task_1")
-    values = _settings(render_managed_conf(_conf(tmp_path, standby, socket_dir="/run/it's")))
+    values = _settings(render_managed_conf(_conf(tmp_path, standby, socket_dir="/run/it's"), 15))
     assert values["port"] == "15433"
     assert values["listen_addresses"] == "'127.0.0.1'"
     assert values["unix_socket_directories"] == "'/run/it''s'"
@@ -76,8 +78,17 @@ def test_render_managed_conf(tmp_path: Path) -> None:
     assert values["primary_conninfo"] == "'host=''h'' user=''u'''"
     assert values["primary_slot_name"] == "'cloudmig_task_1'"
 
-    primary = _settings(render_managed_conf(_conf(tmp_path)))
+    primary = _settings(render_managed_conf(_conf(tmp_path), 15))
     assert primary["primary_conninfo"] == "''" and primary["primary_slot_name"] == "''"
+
+
+@pytest.mark.parametrize("major", [10, 11])
+def test_render_managed_conf_before_12_leaves_out_recovery_settings(tmp_path: Path, major: int) -> None:
+    # Before 12 these are no settings: a server refuses to start with them in an included file.
+    standby = StandbyConf(primary_conninfo="host='h'", primary_slot_name="cloudmig_task_1")
+    values = _settings(render_managed_conf(_conf(tmp_path, standby), major))
+    assert not {"primary_conninfo", "primary_slot_name", "restore_command"} & set(values)
+    assert values["hot_standby"] == "on" and values["port"] == "15433"
 
 
 def test_conf_quote() -> None:
@@ -163,10 +174,10 @@ def test_fix_postgresql_conf(tmp_path: Path) -> None:
     assert fix_postgresql_conf(text, tmp_path) == (text, [])  # idempotent
 
 
-def _pgdata(tmp_path: Path, *, with_conf: bool = True) -> Path:
+def _pgdata(tmp_path: Path, *, with_conf: bool = True, major: str = "15") -> Path:
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
-    (pgdata / "PG_VERSION").write_text("15\n")
+    (pgdata / "PG_VERSION").write_text(f"{major}\n")
     if with_conf:
         (pgdata / "postgresql.conf").write_text("shared_buffers = 1GB\nport = 5432\n")
     (pgdata / "postgresql.auto.conf").write_text(AUTO_CONF)
@@ -194,6 +205,41 @@ def test_apply_managed_conf_standby_then_primary(tmp_path: Path) -> None:
     assert apply_managed_conf(pgdata, _conf(tmp_path), user=None) == []
     assert not (pgdata / "standby.signal").exists()
     assert _settings((pgdata / MANAGED_CONF).read_text())["primary_conninfo"] == "''"
+
+
+def test_apply_managed_conf_before_12_writes_recovery_conf(tmp_path: Path) -> None:
+    pgdata = _pgdata(tmp_path, major="11")
+    conninfo = primary_conninfo("h", 5432, "u", Path("/run/it's/pgpass"), "rds_db_instance")
+    standby = StandbyConf(primary_conninfo=conninfo, primary_slot_name="cloudmig_task_7")
+    apply_managed_conf(pgdata, _conf(tmp_path, standby), user=None)
+    assert not (pgdata / "standby.signal").exists() and not (pgdata / "recovery.signal").exists()
+    recovery = _settings((pgdata / RECOVERY_CONF).read_text())
+    assert recovery["standby_mode"] == "'on'"
+    assert recovery["primary_slot_name"] == "'cloudmig_task_7'"
+    assert recovery["primary_conninfo"] == conf_quote(conninfo)
+    assert recovery["recovery_target_timeline"] == "'latest'"
+    assert os.stat(pgdata / RECOVERY_CONF).st_mode & 0o777 == 0o600
+    assert "primary_conninfo" not in _settings((pgdata / MANAGED_CONF).read_text())
+
+    # As a primary: no recovery.conf (a restart must not make it a standby again).
+    apply_managed_conf(pgdata, _conf(tmp_path), user=None)
+    assert not (pgdata / RECOVERY_CONF).exists() and not (pgdata / "standby.signal").exists()
+
+
+def test_apply_managed_conf_since_12_removes_a_copied_recovery_conf(tmp_path: Path) -> None:
+    pgdata = _pgdata(tmp_path, major="12")
+    (pgdata / RECOVERY_CONF).write_text("standby_mode = 'on'\n")  # 12+ refuses to start with one
+    apply_managed_conf(pgdata, _conf(tmp_path, StandbyConf("host='h'", "s")), user=None)
+    assert (pgdata / "standby.signal").exists() and not (pgdata / RECOVERY_CONF).exists()
+
+
+def test_pgdata_major(tmp_path: Path) -> None:
+    for text, major in (("10\n", 10), ("18", 18), ("9.6\n", 96)):
+        (tmp_path / "PG_VERSION").write_text(text)
+        assert pgdata_major(tmp_path) == major
+    (tmp_path / "PG_VERSION").write_text("x")
+    with pytest.raises(ValueError):
+        pgdata_major(tmp_path)
 
 
 def test_apply_managed_conf_creates_a_missing_postgresql_conf(tmp_path: Path) -> None:

@@ -172,3 +172,33 @@ def test_watch_shows_wire_beside_disk() -> None:
     )
     assert text.startswith("zstd:1 (auto)  wire 100")
     assert "disk 300" in text and "ratio 3.0" in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "auto",
+        "NONE",
+        "lz4",
+        "zstd",
+        "zstd:1",
+        "zstd:09",
+        "zstd:level=22",
+        "gzip",
+        "zstd:0",
+        "zstd:23",
+        "lz4:1",
+        "",
+    ],
+)
+def test_the_setting_accepts_what_the_parameter_accepts(text: str) -> None:
+    import re
+
+    from cloudmig.settings import COPY_COMPRESSION_PATTERN
+
+    try:
+        parse_mode(text)
+        valid = True
+    except InvalidCompressionMode:
+        valid = False
+    assert bool(re.match(COPY_COMPRESSION_PATTERN, text)) == valid

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from cloudmig.domain import classes
 from cloudmig.domain.checks import CheckResult, render_report
 from cloudmig.domain.detail import Event, render_detail
-from cloudmig.domain.enums import CheckLevel, MigrateStage, can_advance
+from cloudmig.domain.enums import CheckLevel, MigrateStage
 from cloudmig.domain.ids import INSTANCE_ID_RE, new_instance_id
 from cloudmig.domain.lsn import format_lsn, parse_lsn
 from cloudmig.domain.time import gmt
+from cloudmig.domain.transitions import IllegalTransition, Transition, target_stage
 from cloudmig.domain.validation import normalize_source_category, valid_account, valid_host
 
 
@@ -37,9 +38,14 @@ def test_lsn_text() -> None:
 
 
 def test_stage_order() -> None:
-    assert can_advance(MigrateStage.PRECHECK, MigrateStage.BASEBACKUP)
-    assert not can_advance(MigrateStage.PRECHECK, MigrateStage.STARTUP)
-    assert not can_advance(MigrateStage.INCREMENT, MigrateStage.BASEBACKUP)
+    assert target_stage(MigrateStage.PRECHECK, Transition.PRECHECK_PASSED) is MigrateStage.BASEBACKUP
+    with pytest.raises(IllegalTransition):  # precheck cannot jump to startup
+        target_stage(MigrateStage.PRECHECK, Transition.COPIED)
+    # Only a named transition goes back: a switchover given up, a copy started again.
+    with pytest.raises(IllegalTransition):
+        target_stage(MigrateStage.SUCCESS, Transition.RECOPY)
+    assert target_stage(MigrateStage.SWITCH, Transition.SWITCH_ABORTED) is MigrateStage.INCREMENT
+    assert target_stage(MigrateStage.INCREMENT, Transition.RECOPY) is MigrateStage.BASEBACKUP
 
 
 def test_report_lines_and_summary() -> None:

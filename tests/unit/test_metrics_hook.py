@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cloudmig import metrics
+from cloudmig.api import metrics
 
 
 def _counts() -> dict[tuple[str, str], float]:

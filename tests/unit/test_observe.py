@@ -49,7 +49,11 @@ def test_replication_info_has_every_key_as_strings() -> None:
 def test_mask_conninfo() -> None:
     assert mask_conninfo("user=a password=secret host=h") == "user=a password=******** host=h"
     assert mask_conninfo("user=a password='se cr\\'et' host=h") == "user=a password=******** host=h"
-    assert mask_conninfo("user=a passfile=/x host=h") == "user=a passfile=/x host=h"
+    # The passfile's path is the server's business: it shows as the masked password (seed sample).
+    assert mask_conninfo("user=a passfile=/x/pgpass host=h") == "user=a password=******** host=h"
+    assert mask_conninfo("user=a passfile='/x y/pgpass' host=h") == "user=a password=******** host=h"
+    assert mask_conninfo("user=a password=******** passfile=/x host=h") == "user=a password=******** host=h"
+    assert mask_conninfo("user=a host=h") == "user=a host=h"
 
 
 def test_rates_and_catch_up() -> None:

@@ -65,7 +65,7 @@ KEYS = {AK: KeyRecord(SECRET, True), "disabled": KeyRecord("othersecret", False)
 class NonceBook:
     seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
-    def __call__(self, ak: str, nonce: str, expires_at: datetime) -> bool:
+    def __call__(self, ak: str, nonce: str, expires_at: datetime, action: str = "") -> bool:
         if (ak, nonce) in self.seen:
             return False
         self.seen[(ak, nonce)] = expires_at

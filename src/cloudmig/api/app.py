@@ -1,11 +1,15 @@
 """The HTTP application: the RDS RPC endpoint at `/`, plus /healthz.
 
+A browser that opens `/` (GET, asking for HTML, no Action) is sent to the web console when it is
+enabled: nothing an SDK sends looks like that, and a JSON MissingParameter error helps no one there.
+
 Any request gets an RDS answer: a success body, or the error envelope (JSON unless Format=XML) with
 the Code of `cloudmig.errors`. Nothing the caller sends can produce a traceback in a body: unexpected
-exceptions become InternalError with the generic message and go to the log. Bodies are read up to
+exceptions become InternalError with the generic message and go to the log; a full store disk is
+ServiceUnavailable (`cloudmig.api.fullstore`). Bodies are read up to
 `MAX_BODY_BYTES` (the SDKs send empty ones). The access log has method, path (never the query
 string: the SDKs put SourcePassword there), status, action, error code and RequestId; the same
-action and code feed the request metrics (`cloudmig.metrics.observe_api_outcome`).
+action and code feed the request metrics (`cloudmig.api.metrics.observe_api_outcome`).
 """
 
 from __future__ import annotations
@@ -13,27 +17,26 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import datetime
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from cloudmig import errors, metrics
+from cloudmig import errors
+from cloudmig.api import metrics
 from cloudmig.api.actions import REGISTRY
-from cloudmig.api.actions import instances as _instance_actions  # noqa: F401  (registers handlers)
-from cloudmig.api.actions import migration as _migration_actions  # noqa: F401
-from cloudmig.api.actions import switchover as _switchover_actions  # noqa: F401
 from cloudmig.api.actions.registry import Params
+from cloudmig.api.fullstore import replay_safe, run_handler, store_full
+from cloudmig.api.nonces import NonceKeeper
 from cloudmig.api.protocol import IncomingRequest, KeyRecord, authenticate, decode_query, peek_format
 from cloudmig.api.render import render_error, render_success
 from cloudmig.api.throttle import Throttled, TokenBuckets
 from cloudmig.domain.ids import new_request_id
+from cloudmig.runtime import AppContext
 from cloudmig.services import keys as key_service
-from cloudmig.services.context import ServiceContext
-from cloudmig.store import keys as key_store
+from cloudmig.store.db import is_disk_full
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("cloudmig.access")
@@ -74,6 +77,14 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def is_browser_visit(method: str, query: list[tuple[str, str]], headers: dict[str, str]) -> bool:
+    """A person's browser opening the service's address: GET without an Action (neither in the query
+    nor as the V3 `x-acs-action` header) that accepts HTML."""
+    if method != "GET" or any(k == "Action" for k, _ in query) or "x-acs-action" in headers:
+        return False
+    return "text/html" in headers.get("accept", "").lower()
+
+
 def _joined_headers(request: Request) -> dict[str, str]:
     """Lower-cased header names; a header given more than once has its values joined with ``,``."""
     out: dict[str, str] = {}
@@ -83,15 +94,17 @@ def _joined_headers(request: Request) -> dict[str, str]:
     return out
 
 
-def create_app(ctx: ServiceContext) -> Starlette:
+def create_app(ctx: AppContext) -> Starlette:
     buckets = TokenBuckets(ctx.settings.throttle_rate_per_second, ctx.settings.throttle_burst)
 
     def lookup_key(key_id: str) -> KeyRecord | None:
         k = key_service.lookup_for_verification(ctx, key_id)
         return None if k is None else KeyRecord(secret=k.secret, active=k.active)
 
-    def record_nonce(key_id: str, nonce: str, expires_at: datetime) -> bool:
-        return key_store.record_nonce(ctx.db, key_id, nonce, expires_at, ctx.now())
+    # On a full store disk, nonces of replay-safe calls are kept in memory (api/nonces.py).
+    record_nonce = NonceKeeper(
+        ctx.db, now=ctx.now, replay_safe=replay_safe, store_full=lambda: store_full(ctx)
+    )
 
     def error_response(
         err: errors.CloudmigError, request_id: str, fmt: str
@@ -120,16 +133,19 @@ def create_app(ctx: ServiceContext) -> Starlette:
             handler = REGISTRY.get(auth.action)
             if handler is None:
                 raise errors.ActionNotFound()
-            body = dict(handler(ctx, Params(auth.params)))
+            body = dict(run_handler(ctx, auth.action, handler, Params(auth.params)))
             body["RequestId"] = request_id
             payload, ctype = render_success(auth.action, body, fmt)
             return 200, payload, ctype, {}, request_id, action_name
         except errors.CloudmigError as err:
             code = err
-        except Exception:
-            # Never a traceback in a body; the log has it (and holds no secret: params are not logged).
-            log.exception("request %s (%s) failed", request_id, action_name)
-            code = errors.InternalError()
+        except Exception as exc:
+            if is_disk_full(exc):  # the store logs a full disk itself, once a minute
+                code = store_full(ctx)
+            else:
+                # Never a traceback in a body; the log has it (and holds no secret: params are not logged).
+                log.exception("request %s (%s) failed", request_id, action_name)
+                code = errors.InternalError()
         status, payload, ctype, headers = error_response(code, request_id, fmt)
         return status, payload, ctype, headers, request_id, f"{action_name}:{code.code}"
 
@@ -167,11 +183,15 @@ def create_app(ctx: ServiceContext) -> Starlette:
             return Response(
                 payload, status_code=status, headers={"content-type": ctype, "connection": "close"}
             )
+        query = decode_query(request.scope.get("query_string", b""))
+        headers = _joined_headers(request)
+        if ctx.settings.console_enabled and is_browser_visit(request.method, query, headers):
+            return RedirectResponse("/console/", status_code=303)
         incoming = IncomingRequest(
             method=request.method,
             path=request.url.path,
-            query=decode_query(request.scope.get("query_string", b"")),
-            headers=_joined_headers(request),
+            query=query,
+            headers=headers,
             body=body,
             content_type=request.headers.get("content-type", ""),
         )

@@ -15,7 +15,9 @@ Checks run in a fixed order — scheme, required parameters/headers, timestamp, 
 admission (the per-key rate limit), nonce, version — so a request refused before its signature is
 verified, or throttled, never records its nonce. A request whose signature was verified records it
 even when it is refused later (wrong Version, unknown Action, bad parameters): replaying a refused
-request must not make it succeed once the state has changed.
+request must not make it succeed once the state has changed. The recorder is told the action: while
+the store's disk is full it keeps the nonces of reads in memory and refuses other requests, which
+then leave no trace either (`cloudmig.api.nonces`).
 
 A SignatureDoesNotMatch answer carries the server's string to sign (aliyunsdkcore compares it with its
 own to report a wrong secret), with the values of secret parameters (`SECRET_PARAMS`) masked: a
@@ -122,8 +124,10 @@ class Authenticated:
 
 
 KeyLookup = Callable[[str], KeyRecord | None]
-# (access_key_id, nonce, expires_at) -> True on first use, False when already seen.
-NonceRecorder = Callable[[str, str, datetime], bool]
+# (access_key_id, nonce, expires_at, action) -> True on first use, False when already seen; may raise
+# a CloudmigError (the action lets it judge whether a nonce it cannot store durably may be kept in
+# memory: cloudmig.api.nonces).
+NonceRecorder = Callable[[str, str, datetime, str], bool]
 # Called with the access key id once the signature is verified; raises to refuse (e.g. Throttling).
 Admission = Callable[[str], None]
 
@@ -263,8 +267,10 @@ def _lookup_key(keys: KeyLookup, access_key_id: str) -> KeyRecord:
     return record
 
 
-def _record_nonce(record_nonce: NonceRecorder, ak: str, nonce: str, expires_at: datetime) -> None:
-    if not record_nonce(ak, nonce, expires_at):
+def _record_nonce(
+    record_nonce: NonceRecorder, ak: str, nonce: str, expires_at: datetime, action: str
+) -> None:
+    if not record_nonce(ak, nonce, expires_at, action):
         raise errors.SignatureNonceUsed()
 
 
@@ -344,7 +350,7 @@ def _authenticate_v1(
 
     if admit is not None:
         admit(ak)
-    _record_nonce(record_nonce, ak, nonce, ts + window)
+    _record_nonce(record_nonce, ak, nonce, ts + window, params["Action"])
     _check_version(params["Version"])
     return Authenticated(
         action=params["Action"],
@@ -429,7 +435,7 @@ def _authenticate_v3(
 
     if admit is not None:
         admit(auth.access_key_id)
-    _record_nonce(record_nonce, auth.access_key_id, nonce, ts + window)
+    _record_nonce(record_nonce, auth.access_key_id, nonce, ts + window, headers["x-acs-action"].strip())
     version = headers["x-acs-version"].strip()
     _check_version(version)
     return Authenticated(

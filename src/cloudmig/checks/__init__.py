@@ -1,21 +1,17 @@
-"""The assessment (precheck): gather facts from source and target, then one rule per sub-check."""
+"""The assessment (precheck): gather facts from source, target and host, then one rule per sub-check."""
 
-from cloudmig.checks.catalogue import CATALOGUE, evaluate, run_assessment
-from cloudmig.checks.facts import (
-    SourceFacts,
-    SourceSpec,
-    TargetFacts,
-    TargetSpec,
-    gather_source,
-    gather_target,
-)
+from cloudmig.checks.catalogue import CATALOGUE, Assessment, assess, evaluate, run_assessment
+from cloudmig.checks.facts import SourceFacts, TargetFacts, TargetSpec
+from cloudmig.checks.source_facts import gather_source
+from cloudmig.checks.target_facts import gather_target
 
 __all__ = [
     "CATALOGUE",
+    "Assessment",
     "SourceFacts",
-    "SourceSpec",
     "TargetFacts",
     "TargetSpec",
+    "assess",
     "evaluate",
     "gather_source",
     "gather_target",

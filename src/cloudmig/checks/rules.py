@@ -1,17 +1,44 @@
 """One pure function per sub-check of spec/assessment.md: (source facts, target facts) -> CheckResult.
 
-No I/O here. A sub-check that cannot be evaluated (an earlier step failed, a probe failed) is an
-error whose message starts with `skipped, `. Several findings of one sub-check are joined by `; `.
+No I/O here. This module holds the sub-checks up to Check storage format; cloudmig_rules.py the
+later cloudmig additions. Several findings of one sub-check are joined by `; `.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from cloudmig.checks.facts import SourceFacts, TargetFacts
+from cloudmig.checks.subchecks import (
+    CREATEROLE_PRIVILEGE,
+    DATABASE_CONNECTABLE,
+    DISK_SIZE,
+    EXTENSIONS,
+    GLIBC_VERSION,
+    IP_CONNECTABLE,
+    LOGICAL_SLOTS,
+    MAJOR_VERSION,
+    MONITOR_PRIVILEGE,
+    PORT_CONNECTABLE,
+    RDS_DATABASES,
+    REPLICATION_PRIVILEGE,
+    REPLICATION_SLOTS,
+    RESERVED_ACCOUNTS,
+    SPEC_PARAMS,
+    STORAGE_FORMAT,
+    TABLESPACES,
+    WAL_KEEP_SIZE,
+    WAL_LEVEL,
+    WAL_SENDERS,
+    Rule,
+    SubCheck,
+    source_unavailable,
+    target_unavailable,
+)
+from cloudmig.checks.subchecks import source_missing as _source_missing
+from cloudmig.checks.subchecks import target_missing as _target_missing
 from cloudmig.domain.checks import CheckResult
-from cloudmig.domain.enums import CheckLevel
+from cloudmig.domain.watermarks import slot_wal_thresholds
+
+__all__ = ["Rule", "SubCheck"]
 
 MB = 1024 * 1024
 GB = 1024 * MB
@@ -29,88 +56,6 @@ WAL_KEEP_DATA_DIVISOR = 10
 NEEDED_FREE_WAL_SENDERS = 2  # pg_basebackup -X stream uses two
 NEEDED_FREE_SLOTS = 1
 STORAGE_FORMAT_SETTINGS = ("block_size", "wal_segment_size")
-
-
-@dataclass(frozen=True)
-class SubCheck:
-    section: str
-    name: str
-
-    def success(self) -> CheckResult:
-        return CheckResult(self.section, self.name, CheckLevel.SUCCESS)
-
-    def warning(self, *messages: str) -> CheckResult:
-        return CheckResult(self.section, self.name, CheckLevel.WARNING, "; ".join(messages))
-
-    def error(self, *messages: str) -> CheckResult:
-        return CheckResult(self.section, self.name, CheckLevel.ERROR, "; ".join(messages))
-
-    def skipped(self, reason: str) -> CheckResult:
-        return self.error(f"skipped, {reason}")
-
-
-Rule = Callable[[SourceFacts, TargetFacts], CheckResult]
-
-RDS_DATABASES = SubCheck("Check rds empty", "Check rds databases")
-IP_CONNECTABLE = SubCheck("Check source connectivity", "Check ip connectable")
-PORT_CONNECTABLE = SubCheck("Check source connectivity", "Check port connectable")
-DATABASE_CONNECTABLE = SubCheck("Check source connectivity", "Check database connectable")
-REPLICATION_PRIVILEGE = SubCheck("Check source connectivity", "Check account replication privilege")
-CREATEROLE_PRIVILEGE = SubCheck("Check source connectivity", "Check account createrole privilege")
-MONITOR_PRIVILEGE = SubCheck("Check source connectivity", "Check account monitor privilege")
-MAJOR_VERSION = SubCheck("Check source version", "Check major version consistent")
-WAL_LEVEL = SubCheck("Check source replication config", "Check wal level")
-WAL_SENDERS = SubCheck("Check source replication config", "Check wal senders")
-REPLICATION_SLOTS = SubCheck("Check source replication config", "Check replication slots")
-GLIBC_VERSION = SubCheck("Check source glibc version", "Check source glibc version compatible")
-DISK_SIZE = SubCheck("Check disk size", "Check disk size enough")
-WAL_KEEP_SIZE = SubCheck("Check wal keep size", "Check wal keep size large enough")
-SPEC_PARAMS = SubCheck("Check spec params", "Check if spec params too large")
-RESERVED_ACCOUNTS = SubCheck("Check rds user", "Check reserved accounts")
-EXTENSIONS = SubCheck("Check extensions", "Check extensions supported")
-TABLESPACES = SubCheck("Check tablespaces", "Check tablespaces")
-LOGICAL_SLOTS = SubCheck("Check logical replication slots", "Check logical replication slot")
-STORAGE_FORMAT = SubCheck("Check storage format", "Check block and segment size")
-
-
-# ---- why a fact is missing ---------------------------------------------------------------------------
-
-
-def source_unavailable(src: SourceFacts) -> str | None:
-    """Why nothing could be read from the source, or None when the login worked."""
-    if src.ip_error is not None:
-        return "source host is unapproachable"
-    if src.port_error is not None:
-        return "source port is unapproachable"
-    if src.login_error is not None:
-        return "cannot connect to source database"
-    if "source" in src.probe_errors:
-        return f"cannot gather source facts: {src.probe_errors['source']}"
-    return None
-
-
-def _source_missing(src: SourceFacts, probe: str, what: str) -> str:
-    chain = source_unavailable(src)
-    if chain is not None:
-        return chain
-    error = src.probe_errors.get(probe)
-    return f"cannot read {what} on source: {error}" if error else f"{what} of source unknown"
-
-
-def target_unavailable(tgt: TargetFacts) -> str | None:
-    if tgt.connect_error is not None:
-        return f"cannot connect to rds: {tgt.connect_error}"
-    if "target" in tgt.probe_errors:
-        return f"cannot gather rds facts: {tgt.probe_errors['target']}"
-    return None
-
-
-def _target_missing(tgt: TargetFacts, probe: str, what: str) -> str:
-    chain = target_unavailable(tgt)
-    if chain is not None:
-        return chain
-    error = tgt.probe_errors.get(probe)
-    return f"cannot read {what} on rds: {error}" if error else f"{what} of rds unknown"
 
 
 def _mb_up(n: int) -> int:
@@ -141,7 +86,7 @@ def check_rds_databases(src: SourceFacts, tgt: TargetFacts) -> CheckResult:
 
 def check_ip_connectable(src: SourceFacts, tgt: TargetFacts) -> CheckResult:
     if src.ip_error is not None:
-        return IP_CONNECTABLE.error(f"{src.address or src.host} is unapproachable")
+        return IP_CONNECTABLE.error(f"{src.address or src.host} is unapproachable: {src.ip_error}")
     if src.address is None:
         return IP_CONNECTABLE.skipped(_source_missing(src, "address", "address"))
     return IP_CONNECTABLE.success()
@@ -151,7 +96,7 @@ def check_port_connectable(src: SourceFacts, tgt: TargetFacts) -> CheckResult:
     if src.ip_error is not None:
         return PORT_CONNECTABLE.skipped("source host is unapproachable")
     if src.port_error is not None:
-        return PORT_CONNECTABLE.error(f"{src.port} is unapproachable")
+        return PORT_CONNECTABLE.error(f"{src.port} is unapproachable: {src.port_error}")
     if src.address is None:
         return PORT_CONNECTABLE.skipped(_source_missing(src, "address", "address"))
     return PORT_CONNECTABLE.success()
@@ -165,7 +110,9 @@ def check_database_connectable(src: SourceFacts, tgt: TargetFacts) -> CheckResul
     if src.ip_error is not None or src.port_error is not None:
         return DATABASE_CONNECTABLE.skipped(source_unavailable(src) or "")
     if src.login_error is not None:
-        return DATABASE_CONNECTABLE.error(f"cannot connect to source database by {src.account}")
+        return DATABASE_CONNECTABLE.error(
+            f"cannot connect to source database by {src.account}: {src.login_error}"
+        )
     if not src.replication_tried:
         return DATABASE_CONNECTABLE.skipped(_source_missing(src, "replication", "replication connection"))
     if src.replication_conn_error is None:
@@ -176,7 +123,12 @@ def check_database_connectable(src: SourceFacts, tgt: TargetFacts) -> CheckResul
     free = _free(src.setting_int("max_wal_senders"), src.wal_senders_in_use)
     if free is not None and free < 1:
         return DATABASE_CONNECTABLE.skipped("no free wal sender on source")
-    return DATABASE_CONNECTABLE.error(f"replication connection rejected for {src.account}, check pg_hba.conf")
+    reason = src.replication_conn_error
+    if "pg_hba.conf" in reason:
+        return DATABASE_CONNECTABLE.error(
+            f"replication connection rejected for {src.account}, check pg_hba.conf: {reason}"
+        )
+    return DATABASE_CONNECTABLE.error(f"replication connection rejected for {src.account}: {reason}")
 
 
 def _privilege(check: SubCheck, granted: bool | None, src: SourceFacts, missing: str) -> CheckResult:
@@ -288,25 +240,37 @@ def wal_keep_needed_mb(total_bytes: int) -> int:
     return max(MIN_WAL_KEEP_MB, -(-total_bytes // (WAL_KEEP_DATA_DIVISOR * MB)))
 
 
+def _slot_protection(src: SourceFacts, tgt: TargetFacts, keep_mb: int | None) -> str:
+    """cloudmig's own watermarks on the WAL its slot holds, in words."""
+    warning, limit = slot_wal_thresholds(tgt, src.setting_int("max_wal_size") or 0, keep_mb)
+    return (
+        f"cloudmig reports its slot above {warning // MB} MB of retained WAL and stops the migration"
+        f" and drops the slot above {limit // MB} MB (settings slot_wal_warning_mb, slot_wal_limit_mb)"
+    )
+
+
 def check_wal_keep_size(src: SourceFacts, tgt: TargetFacts) -> CheckResult:
-    unlimited = "max_slot_wal_keep_size is unlimited, a stalled migration can fill the source disk"
     major = src.major
     if major is None:
         return WAL_KEEP_SIZE.skipped(_source_missing(src, "settings", "server_version_num"))
     value = src.setting_int("max_slot_wal_keep_size")
-    if value is None:
-        if major < 13:  # no such setting: a slot holds WAL without bound
-            return WAL_KEEP_SIZE.warning(unlimited)
+    if value is None and major >= 13:
         return WAL_KEEP_SIZE.skipped(_source_missing(src, "settings", "max_slot_wal_keep_size"))
-    if value < 0:
-        return WAL_KEEP_SIZE.warning(unlimited)
+    if value is None or value < 0:  # before 13 there is no such setting: a slot holds WAL without bound
+        return WAL_KEEP_SIZE.warning(
+            "max_slot_wal_keep_size is unlimited, a stalled migration can fill the source disk",
+            _slot_protection(src, tgt, None),
+        )
     total = src.total_size_bytes
     if total is None:
         probe = next((k for k in src.probe_errors if k.startswith("size:")), "databases")
         return WAL_KEEP_SIZE.skipped(_source_missing(src, probe, "database sizes"))
     needed = wal_keep_needed_mb(total)
     if value < needed:
-        return WAL_KEEP_SIZE.error(f"max_slot_wal_keep_size {value} MB is too small, need {needed} MB")
+        return WAL_KEEP_SIZE.error(
+            f"max_slot_wal_keep_size {value} MB is too small, need {needed} MB: the source would remove"
+            " WAL the copy still needs and invalidate the migration's slot"
+        )
     return WAL_KEEP_SIZE.success()
 
 

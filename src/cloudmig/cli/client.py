@@ -209,11 +209,27 @@ class Api:
             text = _clean_message(str(message or ""))
             if code == "SignatureDoesNotMatch":
                 text = "the request signature does not match: is the access key secret right?"
+            elif code == "InvalidAccessKeyId.NotFound":
+                text = (
+                    f"the service at {self.cfg.endpoint.url} does not know access key "
+                    f"{self.cfg.access_key_id} ({self._origin('access_key_id')}). `cloudmig keys create` "
+                    "writes into the store of the data dir it runs with: create the key with the same "
+                    "CLOUDMIG_DATA_DIR (or --data-dir) as `cloudmig serve`, or point the client at the "
+                    "service that has it"
+                )
             line = f"{code}: {text}" if text else str(code)
             if 400 <= status < 500:
                 return Refused(line)
             return Failed(line)
-        return Failed(f"cannot reach the service at {self.cfg.endpoint.url}: {_network_reason(exc)}")
+        return Failed(
+            f"cannot reach the service at {self.cfg.endpoint.url} ({self._origin('endpoint')}): "
+            f"{_network_reason(exc)}. Is `cloudmig serve` running there? A service on another host or "
+            f"port (CLOUDMIG_PORT) needs {ENV_ENDPOINT} or the client config's endpoint set to match"
+        )
+
+    def _origin(self, key: str) -> str:
+        origin = self.cfg.origins.get(key)
+        return f"from {origin}" if origin and origin != "default" else "the default"
 
     # ---- typed calls ------------------------------------------------------------------------------
 
@@ -266,10 +282,9 @@ class Api:
         self.call(self.sdk.delete_dbinstance, self.models.DeleteDBInstanceRequest(dbinstance_id=instance_id))
 
     def create_precheck(self, instance_id: str, source: SourceArgs) -> dict[str, Any]:
-        req = self.models.CreateCloudMigrationPrecheckTaskRequest(
-            dbinstance_name=instance_id, **source.request_fields()
+        return self.action(
+            "CreateCloudMigrationPrecheckTask", {"DBInstanceName": instance_id, **source.query()}
         )
-        return self.raw(self.sdk.create_cloud_migration_precheck_task, req)
 
     def prechecks(self, instance_id: str, task_id: int | None = None) -> list[dict[str, Any]]:
         req = self.models.DescribeCloudMigrationPrecheckResultRequest(
@@ -278,10 +293,7 @@ class Api:
         return list(self.raw(self.sdk.describe_cloud_migration_precheck_result, req).get("Items") or [])
 
     def create_migration(self, instance_id: str, source: SourceArgs) -> dict[str, Any]:
-        req = self.models.CreateCloudMigrationTaskRequest(
-            dbinstance_name=instance_id, **source.request_fields()
-        )
-        return self.raw(self.sdk.create_cloud_migration_task, req)
+        return self.action("CreateCloudMigrationTask", {"DBInstanceName": instance_id, **source.query()})
 
     def migrations(self, instance_id: str, task_id: int | None = None) -> list[dict[str, Any]]:
         req = self.models.DescribeCloudMigrationResultRequest(
@@ -297,11 +309,57 @@ class Api:
             raise Refused(f"no {what} on instance {instance_id}")
         return dict(items[0])
 
-    def switchover(self, instance_id: str, *, force: bool) -> dict[str, Any]:
-        req = self.models.ActivateMigrationTargetInstanceRequest(
-            dbinstance_name=instance_id, switch_time_mode="0", force_switch="1" if force else None
+    def action(self, action: str, query: dict[str, Any]) -> dict[str, Any]:
+        """Any action with any parameters (cloudmig's extension parameters, which the SDK's request
+        models do not carry), through the SDK's own signer."""
+        from alibabacloud_tea_openapi import models as open_api  # type: ignore[import-untyped]
+        from alibabacloud_tea_util import models as util  # type: ignore[import-untyped]
+
+        params = open_api.Params(
+            action=action,
+            version="2014-08-15",
+            protocol=self.cfg.endpoint.protocol.upper(),
+            pathname="/",
+            method="POST",
+            auth_type="AK",
+            style="RPC",
+            req_body_type="formData",
+            body_type="json",
         )
-        return self.raw(self.sdk.activate_migration_target_instance, req)
+        request = open_api.OpenApiRequest(query={k: str(v) for k, v in query.items() if v is not None})
+        return self.raw(self.sdk.call_api, params, request, util.RuntimeOptions())
+
+    def switchover(
+        self, instance_id: str, *, force: bool, timeout: int | None = None, fence: bool = True
+    ) -> dict[str, Any]:
+        return self.action(
+            "ActivateMigrationTargetInstance",
+            {
+                "DBInstanceName": instance_id,
+                "SwitchTimeMode": "0",
+                "ForceSwitch": "1" if force else None,
+                "SwitchoverTimeout": timeout,
+                "SourceFence": None if fence else "off",
+            },
+        )
+
+    def create_account(
+        self, instance_id: str, name: str, password: str, *, superuser: bool, description: str | None
+    ) -> None:
+        req = self.models.CreateAccountRequest(
+            dbinstance_id=instance_id,
+            account_name=name,
+            account_password=password,
+            account_type="Super" if superuser else "Normal",
+            account_description=description,
+        )
+        self.call(self.sdk.create_account, req)
+
+    def reset_account_password(self, instance_id: str, name: str, password: str) -> None:
+        req = self.models.ResetAccountPasswordRequest(
+            dbinstance_id=instance_id, account_name=name, account_password=password
+        )
+        self.call(self.sdk.reset_account_password, req)
 
 
 @dataclass(frozen=True)
@@ -312,15 +370,23 @@ class SourceArgs:
     password: str = field(repr=False)
     category: str = "ecsOnVpc"
     task_name: str | None = None
+    # TLS towards the source (extension parameters; None: the service's defaults).
+    ssl_mode: str | None = None
+    ssl_root_cert: str | None = field(default=None, repr=False)
+    # More extension parameters of the task (e.g. CopyCompression).
+    extra: dict[str, str] = field(default_factory=dict)
 
-    def request_fields(self) -> dict[str, Any]:
+    def query(self) -> dict[str, Any]:
         return {
-            "source_ip_address": self.host,
-            "source_port": self.port,
-            "source_account": self.account,
-            "source_password": self.password,
-            "source_category": self.category,
-            "task_name": self.task_name,
+            "SourceIpAddress": self.host,
+            "SourcePort": self.port,
+            "SourceAccount": self.account,
+            "SourcePassword": self.password,
+            "SourceCategory": self.category,
+            "TaskName": self.task_name,
+            "SourceSslMode": self.ssl_mode,
+            "SourceSslRootCert": self.ssl_root_cert,
+            **self.extra,
         }
 
 

@@ -16,13 +16,14 @@ from cloudmig.cli.output import (
     OutputFormat,
     OutputOpt,
     Refused,
+    command_group,
     handle_errors,
     print_fields,
     print_json,
 )
 from cloudmig.settings import Settings, load_settings
 
-config_app = typer.Typer(help="Show and check settings.", no_args_is_help=True)
+config_app = command_group("Show and check settings.")
 
 ConfigFileOpt = Annotated[
     Path | None, typer.Option("--config", help="The service's YAML settings file (CLOUDMIG_CONFIG).")

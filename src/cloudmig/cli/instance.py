@@ -14,13 +14,15 @@ from cloudmig.cli.output import (
     OutputFormat,
     OutputOpt,
     Refused,
+    command_group,
     handle_errors,
     print_fields,
     print_json,
     print_table,
 )
+from cloudmig.pg.binaries import distribution_major
 
-instance_app = typer.Typer(help="Managed PostgreSQL instances (the migration targets).", no_args_is_help=True)
+instance_app = command_group("Managed PostgreSQL instances (the migration targets).")
 
 InstanceArg = Annotated[str, typer.Argument(metavar="INSTANCE", help="Instance ID (pgm-...).")]
 
@@ -39,6 +41,11 @@ def wait_status(api: Api, instance_id: str, want: str, timeout: float) -> dict[s
         time.sleep(1)
 
 
+def created_at(i: dict[str, Any]) -> Any:
+    # DescribeDBInstances names it CreateTime, DescribeDBInstanceAttribute CreationTime.
+    return i.get("CreationTime") or i.get("CreateTime")
+
+
 def _row(i: dict[str, Any]) -> list[Any]:
     return [
         i.get("DBInstanceId"),
@@ -46,7 +53,7 @@ def _row(i: dict[str, Any]) -> list[Any]:
         i.get("EngineVersion"),
         i.get("DBInstanceClass"),
         f"{i.get('ConnectionString')}:{i.get('Port')}",
-        i.get("CreateTime"),
+        created_at(i),
         i.get("DBInstanceDescription") or "",
     ]
 
@@ -56,7 +63,10 @@ def _row(i: dict[str, Any]) -> list[Any]:
 def create(
     instance_class: Annotated[str, typer.Option("--class", help="DBInstanceClass.")] = "pg.n2.medium.2c",
     storage: Annotated[int, typer.Option("--storage", min=1, help="Storage quota in GB.")] = 20,
-    engine_version: Annotated[str, typer.Option("--engine-version", help="PostgreSQL major.")] = "15",
+    engine_version: Annotated[
+        str | None,
+        typer.Option("--engine-version", help="PostgreSQL major (default: this host's distribution's)."),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="A note to recognise it by.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is Running.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 300,
@@ -64,6 +74,13 @@ def create(
 ) -> None:
     """Create an instance (initdb on the service host)."""
     api = api_from_env()
+    if engine_version is None:
+        major = distribution_major()
+        if major is None:
+            raise typer.BadParameter(
+                "no PostgreSQL found on this host; give it", param_hint="--engine-version"
+            )
+        engine_version = str(major)
     instance_id = api.create_instance(
         engine_version=engine_version,
         instance_class=instance_class,
@@ -113,7 +130,7 @@ def show(instance_id: InstanceArg, output: OutputOpt = OutputFormat.TABLE) -> No
             ("Storage", f"{inst.get('DBInstanceStorage')} GB"),
             ("Max connections", inst.get("MaxConnections")),
             ("Address", f"{inst.get('ConnectionString')}:{inst.get('Port')}"),
-            ("Created", inst.get("CreateTime")),
+            ("Created", created_at(inst)),
             ("Description", inst.get("DBInstanceDescription") or ""),
         ]
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,33 +15,42 @@ import typer
 import uvicorn
 
 from cloudmig.cli import client as client_config
+from cloudmig.cli.account import account_app
 from cloudmig.cli.config import config_app
 from cloudmig.cli.demo import demo
 from cloudmig.cli.instance import instance_app
 from cloudmig.cli.lock import DataDirLocked, lock_data_dir
 from cloudmig.cli.logs import setup_logging
 from cloudmig.cli.migrate import migrate_app
-from cloudmig.cli.output import EXIT_FAILED, EXIT_REFUSED, OutputFormat, print_json, print_table
-from cloudmig.cli.precheck import precheck_app
-from cloudmig.settings import Settings, load_settings
-
-app = typer.Typer(
-    help="Self-hosted PostgreSQL cloud migration that speaks the RDS OpenAPI.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+from cloudmig.cli.output import (
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    OutputFormat,
+    OutputOpt,
+    command_group,
+    print_json,
+    print_table,
 )
-keys_app = typer.Typer(help="Access keys for the API.", no_args_is_help=True)
+from cloudmig.cli.precheck import precheck_app
+from cloudmig.settings import Settings, default_data_dir, load_settings
+
+app = command_group(
+    "Self-hosted PostgreSQL cloud migration that speaks the RDS OpenAPI.", pretty_exceptions_enable=False
+)
+keys_app = command_group("Access keys for the API.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(instance_app, name="instance")
 app.add_typer(precheck_app, name="precheck")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(account_app, name="account")
 app.add_typer(config_app, name="config")
 app.command("demo")(demo)
 
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (CLOUDMIG_DATA_DIR).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML settings file (CLOUDMIG_CONFIG).")]
-OutputOpt = Annotated[
-    OutputFormat, typer.Option("--output", "-o", help="table (for people) or json (for programs).")
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", metavar="DIR", help="Data directory (CLOUDMIG_DATA_DIR).")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", metavar="FILE", help="YAML settings file (CLOUDMIG_CONFIG).")
 ]
 
 
@@ -49,6 +60,7 @@ def root(
         Path | None,
         typer.Option(
             "--client-config",
+            metavar="FILE",
             help="Client config with endpoint and key (CLOUDMIG_CLIENT_CONFIG; default "
             "~/.config/cloudmig/client.yaml).",
         ),
@@ -56,6 +68,19 @@ def root(
 ) -> None:
     """Self-hosted PostgreSQL cloud migration that speaks the RDS OpenAPI."""
     client_config.override_path = client_config_file
+
+
+def store_description(settings: Settings) -> str:
+    """Which store a command reads and writes, without a password."""
+    if not settings.store_url:
+        return f"the store of data dir {settings.data_dir} ({settings.sqlite_path})"
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(settings.store_url).render_as_string(hide_password=True)
+    except Exception:
+        url = "(unparsable CLOUDMIG_STORE_URL)"
+    return f"the store {url} (data dir {settings.data_dir})"
 
 
 def _settings(data_dir: Path | None, config: Path | None, **flags: object) -> Settings:
@@ -66,6 +91,46 @@ def _settings(data_dir: Path | None, config: Path | None, **flags: object) -> Se
         raise typer.Exit(EXIT_REFUSED) from None
 
 
+class ReadyServer(uvicorn.Server):
+    """uvicorn's server that prints what to do next once it listens (the end of the start-up output)."""
+
+    def __init__(self, config: uvicorn.Config, ready_message: str) -> None:
+        super().__init__(config)
+        self.ready_message = ready_message
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            typer.echo(self.ready_message, err=True)
+
+
+def _cli_name() -> str:
+    # `make serve` runs .venv/bin/cloudmig, which is not on PATH: repeat the path it was started by.
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if Path(argv0).name == "cloudmig" else "cloudmig"
+
+
+def next_steps(settings: Settings, *, config_file: Path | None = None) -> str:
+    """Where the console is and how to get a key for it and the CLI, with the flags that make
+    `keys create` use this service's store and endpoint when they are not the defaults."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    url = f"http://{host}:{settings.port}"
+    cmd = [_cli_name(), "keys", "create", "--write-config"]
+    if config_file is not None:
+        cmd += ["--config", shlex.quote(str(config_file))]
+    if settings.data_dir != default_data_dir():
+        cmd += ["--data-dir", shlex.quote(str(settings.data_dir))]
+    if url != client_config.DEFAULT_ENDPOINT:
+        cmd += ["--endpoint", url]
+    steps = [f"an access key for the CLI and the console:  {' '.join(cmd)}"]
+    if settings.console_enabled:
+        steps.append(f"the web console (sign in with that key):   {url}/console")
+    steps.append("the docs: README.md (first migration, SDKs) and docs/operations.md (operating)")
+    lines = [f"cloudmig is ready at {url} (data dir {settings.data_dir}). Next steps:"]
+    lines += [f"  {n}. {step}" for n, step in enumerate(steps, 1)]
+    return "\n".join(lines)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (CLOUDMIG_HOST).")] = None,
@@ -74,8 +139,8 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the API and the migration engine."""
-    from cloudmig.engine.runtime import Engine
-    from cloudmig.services.context import build_context
+    from cloudmig.engine.loop import Engine
+    from cloudmig.runtime import build_context
 
     settings = _settings(data_dir, config, host=host, port=port)
     try:
@@ -94,18 +159,24 @@ def serve(
     log.info(
         "cloudmig listening on http://%s:%d, data dir %s", settings.host, settings.port, settings.data_dir
     )
-    try:
-        uvicorn.run(
+    server = ReadyServer(
+        uvicorn.Config(
             build_asgi(ctx),
             host=settings.host,
             port=settings.port,
             access_log=False,  # ours leaves out query strings, which carry SourcePassword
             log_config=None,
             log_level=settings.log_level,
-        )
+        ),
+        ready_message=next_steps(settings, config_file=config),
+    )
+    try:
+        server.run()
     finally:
         engine.stop()
         lock.close()
+    if not server.started:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @keys_app.command("create")
@@ -128,12 +199,18 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create an access key. The secret is shown once."""
-    from cloudmig.services.context import build_context
+    from cloudmig.runtime import build_context
     from cloudmig.services.keys import create_key
 
     settings = _settings(data_dir, config)
     ctx = build_context(settings, for_server=False)
     k = create_key(ctx, description)
+    # Keys live in one store: a service running with another data dir or store does not know this one.
+    typer.echo(
+        f"created access key {k.access_key_id} in {store_description(settings)}; only a service "
+        "using the same store accepts it",
+        err=True,
+    )
     if write_config:
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
         url = endpoint or f"http://{host}:{settings.port}"
@@ -155,7 +232,7 @@ def keys_list(
     output: OutputOpt = OutputFormat.TABLE,
 ) -> None:
     """List access keys (never their secrets)."""
-    from cloudmig.services.context import build_context
+    from cloudmig.runtime import build_context
     from cloudmig.services.keys import list_keys
 
     ctx = build_context(_settings(data_dir, config), for_server=False)
@@ -180,7 +257,7 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
     """Make a key inactive: requests signed with it are refused."""
-    from cloudmig.services.context import build_context
+    from cloudmig.runtime import build_context
     from cloudmig.services.keys import revoke_key
 
     ctx = build_context(_settings(data_dir, config), for_server=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, Any
 
@@ -10,9 +11,11 @@ import typer
 from cloudmig.cli.client import Api, api_from_env
 from cloudmig.cli.instance import InstanceArg
 from cloudmig.cli.output import (
+    Failed,
     OutputFormat,
     OutputOpt,
     Refused,
+    command_group,
     handle_errors,
     print_fields,
     print_json,
@@ -25,18 +28,37 @@ from cloudmig.cli.sourceopts import (
     SourceAccountOpt,
     SourceHostOpt,
     SourcePortOpt,
+    SslModeOpt,
+    SslRootCertOpt,
     TaskNameOpt,
     source_args,
 )
-from cloudmig.cli.watch import detail_tail, stage_of, status_of, summary_rows, watch
+from cloudmig.cli.watch import (
+    detail_tail,
+    failed_checks,
+    failure_report,
+    reached,
+    stage_of,
+    status_of,
+    summary_rows,
+    watch,
+)
 
-migrate_app = typer.Typer(help="Migration tasks: create, follow, switch over.", no_args_is_help=True)
+migrate_app = command_group("Migration tasks: create, follow, switch over.")
 
-TaskIdOpt = Annotated[int | None, typer.Option("--task-id", help="Default: the instance's newest task.")]
-IntervalOpt = Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between refreshes.")]
+TaskIdOpt = Annotated[
+    int | None, typer.Option("--task-id", metavar="ID", help="Default: the instance's newest task.")
+]
+IntervalOpt = Annotated[
+    float, typer.Option("--interval", metavar="SECONDS", min=0.2, help="Seconds between refreshes.")
+]
 UntilOpt = Annotated[
     str,
-    typer.Option("--until", help="end: until the task succeeds or fails; streaming: until it streams."),
+    typer.Option(
+        "--until",
+        metavar="end|streaming",
+        help="end: until the task succeeds or fails; streaming: until it streams.",
+    ),
 ]
 
 FORCE_WARNING = (
@@ -52,9 +74,24 @@ def run_watch(
         raise Refused(f"--until must be end or streaming, not {until!r}")
     first = api.migration(instance_id, task_id)
     tid = int(first["TaskId"])
-    return watch(
+    code, item = watch(
         lambda: api.migration(instance_id, tid), instance_id, until=until, interval=interval, timeout=timeout
     )
+    if timeout is not None and not reached(item, until):
+        goal = "streams" if until == "streaming" else "ends"
+        raise Failed(
+            f"timed out after {timeout:g} s before task {tid} {goal}: it is in stage {stage_of(item)}, "
+            f"replication {item.get('ReplicationState', '-')}, {status_of(item)}. The task goes on; "
+            f"`cloudmig migrate watch {instance_id}` follows it again"
+        )
+    for line in failure_report(item, instance_id):
+        typer.echo(line, err=True)
+    return code, item
+
+
+def cli_wording(message: str) -> str:
+    """The service's refusals name API parameters; a CLI user sets them with flags."""
+    return re.sub(r"\b(?:set |use )?ForceSwitch(?:=1)?\b", "use --force", message)
 
 
 @migrate_app.command("create")
@@ -68,6 +105,8 @@ def create(
     task_name: TaskNameOpt = None,
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
+    ssl_mode: SslModeOpt = None,
+    ssl_root_cert: SslRootCertOpt = None,
     follow: Annotated[bool, typer.Option("--watch", help="Then watch it (see `migrate watch`).")] = False,
     until: UntilOpt = "streaming",
     interval: IntervalOpt = 1.0,
@@ -75,7 +114,15 @@ def create(
 ) -> None:
     """Start migrating a source into an (empty, Running) instance."""
     src = source_args(
-        source_host, source_port, source_account, source_category, task_name, password_file, password_env
+        source_host,
+        source_port,
+        source_account,
+        source_category,
+        task_name,
+        password_file,
+        password_env,
+        ssl_mode,
+        ssl_root_cert,
     )
     api = api_from_env()
     created = api.create_migration(instance_id, src)
@@ -134,6 +181,11 @@ def show(instance_id: InstanceArg, task_id: TaskIdOpt = None, output: OutputOpt 
         print_json(item)
         return
     print_fields(summary_rows(item))
+    checks = failed_checks(item)
+    if checks:
+        typer.echo("\nFailed checks:")
+        for line in checks:
+            typer.echo(f"  {line}")
     tail = detail_tail(item)
     if tail:
         typer.echo("\nLast events:")
@@ -148,7 +200,10 @@ def watch_(
     task_id: TaskIdOpt = None,
     until: UntilOpt = "end",
     interval: IntervalOpt = 1.0,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds (exit 3).")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Give up after this many seconds (exit 3); the task goes on."),
+    ] = None,
 ) -> None:
     """Follow a task live until it succeeds or fails (plain lines when stdout is not a terminal)."""
     code, _ = run_watch(api_from_env(), instance_id, task_id, until, interval, timeout)
@@ -167,8 +222,27 @@ def switch(
         bool, typer.Option("--watch/--no-watch", help="Watch until it succeeds or fails.")
     ] = True,
     interval: IntervalOpt = 1.0,
+    timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=10,
+            max=3600,
+            help="Bound on fencing the source and the target's catch-up (SwitchoverTimeout; default 60).",
+        ),
+    ] = None,
+    fence: Annotated[
+        bool,
+        typer.Option(
+            "--fence/--no-fence",
+            help="Make the source read-only while switching when the account may (default), or never "
+            "(then stop the application's writes first).",
+        ),
+    ] = True,
 ) -> None:
-    """Switch over: promote the instance once the source's writes have stopped and been replayed."""
+    """Switch over: fence the source (or prove its writes stopped), wait until the target replayed
+    everything, promote it."""
     if force:
         typer.echo(f"warning: {FORCE_WARNING}", err=True)
     if not yes:
@@ -181,8 +255,25 @@ def switch(
         )
         typer.confirm(question, abort=True)
     api = api_from_env()
-    resp = api.switchover(instance_id, force=force)
+    try:
+        resp = api.switchover(instance_id, force=force, timeout=timeout, fence=fence)
+    except Refused as exc:
+        raise Refused(cli_wording(str(exc))) from None
     typer.echo(f"switchover of {instance_id} requested (task {resp.get('TaskId')})", err=True)
     if follow:
-        code, _ = run_watch(api, instance_id, int(resp["TaskId"]), "end", interval)
+        code, item = run_watch(api, instance_id, int(resp["TaskId"]), "end", interval)
+        if status_of(item) == "succeeded":
+            for line in how_to_connect(api.instance(instance_id), instance_id):
+                typer.echo(line, err=True)
         raise typer.Exit(code)
+
+
+def how_to_connect(attr: dict[str, Any], instance_id: str) -> list[str]:
+    address = f"{attr.get('ConnectionString')}:{attr.get('Port')}"
+    return [
+        f"The new primary is {instance_id} at {address}: psql -h {attr.get('ConnectionString')} "
+        f"-p {attr.get('Port')} -U <role> <database>.",
+        "The source's roles and passwords came along with the copy. A role that had no password (the "
+        f"Debian `postgres` owner uses peer authentication) gets one with `cloudmig account reset-password "
+        f"{instance_id} --name <role>`; `cloudmig account create` makes a new one.",
+    ]

@@ -40,8 +40,16 @@ class OutputFormat(StrEnum):
 
 
 OutputOpt = Annotated[
-    OutputFormat, typer.Option("--output", "-o", help="table (for people) or json (for programs).")
+    OutputFormat,
+    typer.Option("--output", "-o", metavar="table|json", help="table (for people) or json (for programs)."),
 ]
+
+
+def command_group(help_text: str, **kwargs: Any) -> typer.Typer:
+    """A Typer app with plain (click) help: flags show no `<bool>` value and defaults are wrapped,
+    not cut at the terminal's width as rich's help panels do."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None, **kwargs)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

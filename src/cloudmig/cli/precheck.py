@@ -15,6 +15,7 @@ from cloudmig.cli.output import (
     OutputFormat,
     OutputOpt,
     Refused,
+    command_group,
     handle_errors,
     print_fields,
     print_json,
@@ -27,11 +28,13 @@ from cloudmig.cli.sourceopts import (
     SourceAccountOpt,
     SourceHostOpt,
     SourcePortOpt,
+    SslModeOpt,
+    SslRootCertOpt,
     TaskNameOpt,
     source_args,
 )
 
-precheck_app = typer.Typer(help="Assess a source before migrating it.", no_args_is_help=True)
+precheck_app = command_group("Assess a source before migrating it.")
 
 
 def report_passed(item: dict[str, Any]) -> bool:
@@ -88,13 +91,23 @@ def run(
     task_name: TaskNameOpt = None,
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
+    ssl_mode: SslModeOpt = None,
+    ssl_root_cert: SslRootCertOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the report.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the report.")] = 300,
     output: OutputOpt = OutputFormat.TABLE,
 ) -> None:
     """Run the assessment; exits 3 when the report has an error."""
     src = source_args(
-        source_host, source_port, source_account, source_category, task_name, password_file, password_env
+        source_host,
+        source_port,
+        source_account,
+        source_category,
+        task_name,
+        password_file,
+        password_env,
+        ssl_mode,
+        ssl_root_cert,
     )
     api = api_from_env()
     created = api.create_precheck(instance_id, src)

@@ -18,6 +18,7 @@ PasswordFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--password-file",
+        metavar="FILE",
         help="Read the source password from this file (its first line); '-' reads standard input.",
     ),
 ]
@@ -36,6 +37,11 @@ def _first_line(text: str) -> str:
 
 
 def read_source_password(password_file: Path | None, password_env: str | None) -> str:
+    return read_secret("Source password", password_file, password_env, ENV_SOURCE_PASSWORD)
+
+
+def read_secret(prompt: str, password_file: Path | None, password_env: str | None, default_env: str) -> str:
+    """From a file, an environment variable, or a hidden prompt on a terminal; never a flag value."""
     if password_file is not None and password_env is not None:
         raise CliError("give either --password-file or --password-env, not both")
     if password_file is not None:
@@ -52,17 +58,17 @@ def read_source_password(password_file: Path | None, password_env: str | None) -
         if not value:
             raise CliError(f"password file {password_file} is empty")
         return value
-    name = password_env or ENV_SOURCE_PASSWORD
+    name = password_env or default_env
     from_env = os.environ.get(name)
     if from_env:
         return from_env
     if password_env is not None:
         raise CliError(f"environment variable {password_env} is not set or empty")
     if sys.stdin.isatty():
-        entered = str(typer.prompt("Source password", hide_input=True))
+        entered = str(typer.prompt(prompt, hide_input=True, confirmation_prompt=prompt != "Source password"))
         if entered:
             return entered
     raise CliError(
-        "no source password: use --password-file FILE, --password-env VARIABLE or "
-        f"{ENV_SOURCE_PASSWORD}, or run in a terminal to be prompted"
+        f"no {prompt.lower()}: use --password-file FILE, --password-env VARIABLE or "
+        f"{default_env}, or run in a terminal to be prompted"
     )

@@ -8,17 +8,41 @@ from typing import Annotated
 import typer
 
 from cloudmig.cli.client import SourceArgs
+from cloudmig.cli.output import CliError
 from cloudmig.cli.secrets import PasswordEnvOpt, PasswordFileOpt, read_source_password
 
-SourceHostOpt = Annotated[str, typer.Option("--source-host", help="Source server address (IP or host name).")]
-SourcePortOpt = Annotated[int, typer.Option("--source-port", min=1, max=65535, help="Source server port.")]
+SourceHostOpt = Annotated[
+    str, typer.Option("--source-host", metavar="HOST", help="Source server address (IP or host name).")
+]
+SourcePortOpt = Annotated[
+    int, typer.Option("--source-port", metavar="PORT", min=1, max=65535, help="Source server port.")
+]
 SourceAccountOpt = Annotated[
-    str, typer.Option("--source-account", help="Source role with REPLICATION (and pg_monitor).")
+    str,
+    typer.Option("--source-account", metavar="ROLE", help="Source role with REPLICATION (and pg_monitor)."),
 ]
 CategoryOpt = Annotated[
-    str, typer.Option("--source-category", help="Where the source runs: idcOnVpc, ecsOnVpc or internet.")
+    str,
+    typer.Option(
+        "--source-category", metavar="CATEGORY", help="Where the source runs: idcOnVpc, ecsOnVpc or internet."
+    ),
 ]
-TaskNameOpt = Annotated[str | None, typer.Option("--task-name", help="A name for the task.")]
+TaskNameOpt = Annotated[str | None, typer.Option("--task-name", metavar="NAME", help="A name for the task.")]
+SslModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ssl-mode",
+        metavar="MODE",
+        help="TLS to the source: disable, prefer, require, verify-ca or verify-full "
+        "(default: the service's, by category).",
+    ),
+]
+SslRootCertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ssl-root-cert", metavar="FILE", help="PEM file of the CA(s) that sign the source's certificate."
+    ),
+]
 
 
 def source_args(
@@ -29,7 +53,15 @@ def source_args(
     task_name: str | None,
     password_file: Path | None,
     password_env: str | None,
+    ssl_mode: str | None = None,
+    ssl_root_cert: Path | None = None,
 ) -> SourceArgs:
+    pem = None
+    if ssl_root_cert is not None:
+        try:
+            pem = ssl_root_cert.read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read {ssl_root_cert}: {exc.strerror}") from None
     return SourceArgs(
         host=host,
         port=port,
@@ -37,6 +69,8 @@ def source_args(
         password=read_source_password(password_file, password_env),
         category=category,
         task_name=task_name,
+        ssl_mode=ssl_mode,
+        ssl_root_cert=pem,
     )
 
 
@@ -47,6 +81,8 @@ __all__ = [
     "SourceAccountOpt",
     "SourceHostOpt",
     "SourcePortOpt",
+    "SslModeOpt",
+    "SslRootCertOpt",
     "TaskNameOpt",
     "source_args",
 ]

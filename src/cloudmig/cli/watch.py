@@ -120,6 +120,45 @@ def compression_text(bb: dict[str, Any]) -> str:
     return text
 
 
+def _evidence(item: dict[str, Any]) -> dict[str, Any]:
+    ev = item.get("Evidence")
+    return ev if isinstance(ev, dict) else {}
+
+
+def data_loss_text(item: dict[str, Any]) -> str | None:
+    """What the new primary is known to miss (the DataLoss extension field), or None."""
+    loss = item.get("DataLoss")
+    if not isinstance(loss, dict) or not loss:
+        return None
+    parts = []
+    if loss.get("RowsAfterCut"):
+        parts.append(f"{loss['RowsAfterCut']} row change(s) written to the old source after the cut")
+    if loss.get("BytesNotReplayed"):
+        parts.append(f"{human_bytes(loss['BytesNotReplayed'])} of the source's WAL not replayed")
+    what = " and ".join(parts) or "writes"
+    return f"DATA LOSS: {what} are not on the new primary (detected {loss.get('DetectedAt') or '-'})"
+
+
+def status_label(item: dict[str, Any]) -> tuple[str, str]:
+    """The status as the header shows it, and its colour: a switchover that lost writes is not green."""
+    status = status_of(item)
+    if status == "succeeded" and data_loss_text(item):
+        return "succeeded with DATA LOSS", "bold red"
+    return status, {"running": "yellow", "succeeded": "green"}.get(status, "red")
+
+
+def switchover_summary(item: dict[str, Any]) -> str | None:
+    """Where a finished switchover cut and promoted, from the task's evidence; None before one."""
+    ev = _evidence(item)
+    if status_of(item) != "succeeded" or not ev:
+        return None
+    lost = ev.get("BytesNotReplayed")
+    return (
+        f"cut at {ev.get('CutLsn') or '-'}, replayed {ev.get('ReplayLsnAtPromote') or '-'} at promotion, "
+        f"not replayed: {'unknown (source unreachable)' if lost is None else human_bytes(lost)}"
+    )
+
+
 def replication_block(item: dict[str, Any]) -> RenderableType:
     r = _progress(item, "Replication")
     if not r:
@@ -127,7 +166,17 @@ def replication_block(item: dict[str, Any]) -> RenderableType:
     t = Table.grid(padding=(0, 2))
     for _ in range(4):
         t.add_column()
-    t.add_row("state", str(item.get("ReplicationState", "-")), "source LSN", str(r.get("SourceLsn") or "-"))
+    state = str(item.get("ReplicationState", "-"))
+    if status_of(item) != "running":
+        # A finished task has no rates or lag any more: where it ended is what counts.
+        done = switchover_summary(item)
+        if done:
+            t.add_row("state", state, "switchover", done)
+        else:
+            t.add_row("state", state, "last source LSN", str(r.get("SourceLsn") or "-"))
+            t.add_row("", "", "last replayed LSN", str(r.get("ReplayedLsn") or "-"))
+        return t
+    t.add_row("state", state, "source LSN", str(r.get("SourceLsn") or "-"))
     t.add_row(
         "lag", f"{human_bytes(r.get('LagBytes'))} / {human_seconds(r.get('LagSeconds'))}",
         "received LSN", str(r.get("ReceivedLsn") or "-"),
@@ -144,13 +193,15 @@ def replication_block(item: dict[str, Any]) -> RenderableType:
 
 
 def render_view(item: dict[str, Any], instance_id: str) -> RenderableType:
-    status = status_of(item)
+    status, colour = status_label(item)
     head = Text()
     head.append(f"task {item.get('TaskId')} {item.get('TaskName', '')}", style="bold")
     head.append(f"  on {instance_id}  ")
-    head.append(status, style={"running": "yellow", "succeeded": "green"}.get(status, "red"))
+    head.append(status, style=colour)
     if item.get("Reason"):
         head.append(f"  {item['Reason']}", style="red")
+    if item.get("Warning"):
+        head.append(f"\nwarning: {item['Warning']}", style="yellow")
     detail = Text("\n".join(detail_tail(item)) or "(no events yet)", style="dim")
     return Group(
         head,
@@ -188,8 +239,11 @@ class PlainPrinter:
         now = time.monotonic()
         changed = key != self._last_key
         if changed:
-            self._emit(f"stage {key[0]}  replication {key[1]}  status {key[2]}")
+            self._emit(f"stage {key[0]}  replication {key[1]}  status {status_label(item)[0]}")
             self._last_key = key
+            loss = data_loss_text(item)
+            if loss:
+                self._emit(loss)
         if changed or final or now - self._last_progress >= self.every:
             self._last_progress = now
             line = progress_line(item)
@@ -209,7 +263,7 @@ def progress_line(item: dict[str, Any]) -> str:
             f"copy {human_bytes(done)} of {human_bytes(total)} ({pct:.0f}%)  "
             f"{human_rate(bb.get('RateBytesPerSecond'))}  ETA {human_seconds(bb.get('EtaSeconds'))}"
         )
-    if r and stage in ("startup", "increment", "switch"):
+    if r and stage in ("startup", "increment", "switch") and status_of(item) == "running":
         return (
             f"lag {human_bytes(r.get('LagBytes'))} ({human_seconds(r.get('LagSeconds'))})  "
             f"replayed {r.get('ReplayedLsn') or '-'} of {r.get('SourceLsn') or '-'}  "
@@ -247,6 +301,8 @@ def watch(
                 time.sleep(interval)
                 item = fetch()
                 view.update(render_view(item, instance_id))
+            item = _last_look(fetch, item, until, interval)
+            view.update(render_view(item, instance_id), refresh=True)
     else:
         printer = printer or PlainPrinter(stream)
         printer.update(item)
@@ -254,14 +310,49 @@ def watch(
             time.sleep(interval)
             item = fetch()
             printer.update(item)
+        item = _last_look(fetch, item, until, interval)
         printer.update(item, final=True)
     if not reached(item, until):
-        return EXIT_FAILED, item
+        return EXIT_FAILED, item  # timed out: the caller says so
     return exit_code_for(item), item
+
+
+def _last_look(fetch: Fetch, item: dict[str, Any], until: str, interval: float) -> dict[str, Any]:
+    """One more sample before exiting on a task that runs on (reached `streaming`): the sample that
+    reached it may carry the lag and LSNs of the observation before, while its event says caught up."""
+    if not reached(item, until) or status_of(item) != "running":
+        return item
+    time.sleep(interval)
+    return fetch()
 
 
 def _expired(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() > deadline
+
+
+def failed_checks(item: dict[str, Any]) -> list[str]:
+    """The assessment's errors of a task, one line each."""
+    out = []
+    for c in item.get("CheckResults") or []:
+        if isinstance(c, dict) and c.get("Level") == "error":
+            out.append(f"[{c.get('Section')}] {c.get('Name')}: {c.get('Message') or 'error'}")
+    return out
+
+
+def failure_report(item: dict[str, Any], instance_id: str) -> list[str]:
+    """What a person needs when a watched task failed: why, the failing checks, where to look next."""
+    if status_of(item) not in ("failed", "cancelled"):
+        return []
+    tid = item.get("TaskId")
+    lines = [
+        f"task {tid} {status_of(item)} in stage {stage_of(item)}: {item.get('Reason') or 'no reason given'}"
+    ]
+    checks = failed_checks(item)
+    if checks:
+        lines.append(f"the assessment found {len(checks)} error(s):")
+        lines += [f"  {c}" for c in checks]
+    lines.append(f"details and events: cloudmig migrate show {instance_id} --task-id {tid}")
+    return lines
 
 
 def summary_rows(item: dict[str, Any]) -> Sequence[tuple[str, Any]]:
@@ -270,12 +361,17 @@ def summary_rows(item: dict[str, Any]) -> Sequence[tuple[str, Any]]:
         ("Task", f"{item.get('TaskId')} {item.get('TaskName', '')}"),
         ("Instance", item.get("TargetInstanceName")),
         ("Source", f"{item.get('SourceAccount')}@{item.get('SourceIpAddress')}:{item.get('SourcePort')}"),
-        ("Status", status_of(item)),
+        ("Status", status_label(item)[0]),
         ("Stage", stage_of(item)),
         ("Replication", item.get("ReplicationState")),
     ]
     if item.get("Reason"):
         rows.append(("Reason", item["Reason"]))
+    loss = data_loss_text(item)
+    if loss:
+        rows.append(("Data loss", loss))
+    if item.get("Warning"):
+        rows.append(("Warning", item["Warning"]))
     if bb:
         rows.append(
             (
@@ -287,7 +383,10 @@ def summary_rows(item: dict[str, Any]) -> Sequence[tuple[str, Any]]:
         )
         if compression_text(bb):
             rows.append(("Compression", f"{compression_text(bb)}; {bb.get('CompressionReason', '')}"))
-    if r:
+    done = switchover_summary(item)
+    if done:
+        rows.append(("Switchover", done))
+    elif r and status_of(item) == "running":
         rows.append(
             (
                 "Lag",

@@ -36,13 +36,13 @@ from cloudmig.console.session import (
     new_token,
     tokens_match,
 )
-from cloudmig.console.views import instance_view, task_summary, task_view
-from cloudmig.domain.enums import TaskKind
+from cloudmig.console.views import connection_view, instance_view, task_summary, task_view
+from cloudmig.domain.enums import TaskKind, TaskStatus
 from cloudmig.domain.ids import INSTANCE_ID_RE
+from cloudmig.runtime import AppContext
 from cloudmig.services import instances as instance_svc
 from cloudmig.services import keys as key_svc
 from cloudmig.services import migrations as migration_svc
-from cloudmig.services.context import ServiceContext
 from cloudmig.store.tasks import TaskFilter
 
 HERE = Path(__file__).parent
@@ -61,7 +61,7 @@ NOTICES = {
 
 
 class Console:
-    def __init__(self, ctx: ServiceContext, history: LagHistory) -> None:
+    def __init__(self, ctx: AppContext, history: LagHistory) -> None:
         self.ctx = ctx
         self.history = history
         self.signer = SessionSigner.from_settings(ctx.settings)
@@ -227,7 +227,7 @@ class Console:
         _, recs = instance_svc.list_instances(self.ctx, instance_id=None, page_number=1, page_size=1000)
         rows = []
         for r in recs:
-            view = instance_view(r)
+            view = instance_view(r, self.ctx.settings.instance_host)
             latest = self._latest(r.id, TaskKind.MIGRATION)
             view["task"] = task_summary(latest) if latest else None
             rows.append(view)
@@ -244,12 +244,17 @@ class Console:
             rec = None
         if rec is None:
             return self.render(request, "notfound.html", 404, session=session, what=f"instance {iid}")
-        tasks = [
-            task_summary(t)
-            for t in self._tasks(iid, TaskKind.MIGRATION) + self._tasks(iid, TaskKind.PRECHECK)
-        ]
+        migrations = self._tasks(iid, TaskKind.MIGRATION)
+        tasks = [task_summary(t) for t in migrations + self._tasks(iid, TaskKind.PRECHECK)]
+        host = self.ctx.settings.instance_host
         return self.render(
-            request, "instance.html", session=session, inst=instance_view(rec), tasks=tasks, nav="instances"
+            request,
+            "instance.html",
+            session=session,
+            inst=instance_view(rec, host),
+            conn=connection_view(rec, host, migrations[0] if migrations else None),
+            tasks=tasks,
+            nav="instances",
         )
 
     def tasks(self, request: Request) -> Response:
@@ -288,6 +293,15 @@ class Console:
                 t = page.tasks[0]
                 view = task_view(t, page.events.get(t.id, []))
                 view["chart"] = lag_chart(self.history.series(t.id))
+                view["conn"] = None
+                if t.kind is TaskKind.MIGRATION and t.status is TaskStatus.SUCCEEDED:
+                    # Where the application goes now: the instance's address and how to log in.
+                    try:
+                        rec = instance_svc.get_instance(self.ctx, iid)
+                    except errors.InstanceNotFound:
+                        rec = None
+                    if rec is not None:
+                        view["conn"] = connection_view(rec, self.ctx.settings.instance_host, t)
                 return view
         return None
 
@@ -356,7 +370,7 @@ class Console:
         )
 
 
-def create_console(ctx: ServiceContext, history: LagHistory) -> Starlette:
+def create_console(ctx: AppContext, history: LagHistory) -> Starlette:
     c = Console(ctx, history)
     return Starlette(
         routes=[

@@ -10,7 +10,8 @@ from markupsafe import Markup, escape
 from cloudmig.console.fmt import human_bytes
 from cloudmig.console.history import Point
 
-WIDTH, HEIGHT = 640, 180
+# Drawn at about the width of a task page's card, so that it fills the card at a readable scale.
+WIDTH, HEIGHT = 1000, 220
 LEFT, RIGHT, TOP, BOTTOM = 70, 10, 12, 26
 
 

@@ -52,9 +52,6 @@ class CheckLevel(StrEnum):
     ERROR = "error"
 
 
-# The order a migration goes through; a task only ever moves forward.
+# The order a migration goes through on its way to success (domain.transitions has the moves,
+# including the two that go back: a switchover given up, and a copy started again).
 STAGE_ORDER: tuple[MigrateStage, ...] = tuple(MigrateStage)
-
-
-def can_advance(current: MigrateStage, nxt: MigrateStage) -> bool:
-    return STAGE_ORDER.index(nxt) == STAGE_ORDER.index(current) + 1

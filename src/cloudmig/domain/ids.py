@@ -19,12 +19,10 @@ def new_request_id() -> str:
     return str(uuid.uuid4()).upper()
 
 
-def new_migration_task_name() -> str:
+def new_task_name() -> str:
+    """The default TaskName of precheck and migration tasks alike: a UUID, as in the RDS
+    documentation's CreateCloudMigrationTask sample (`362c6c7a-4d20-4eac-898c-1495ceab374c`)."""
     return str(uuid.uuid4())
-
-
-def new_precheck_task_name() -> str:
-    return "".join(secrets.choice(_ALNUM) for _ in range(11))
 
 
 def new_access_key_id() -> str:
@@ -35,6 +33,12 @@ def new_access_key_secret() -> str:
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(30))
 
 
-def slot_name_for_task(task_id: int) -> str:
-    # Physical slot on the source owned by one migration task.
-    return f"cloudmig_task_{task_id}"
+def slot_prefix(installation_id: str) -> str:
+    """What every slot of one cloudmig installation's name starts with."""
+    return f"cloudmig_{installation_id}_"
+
+
+def slot_name_for_task(installation_id: str, task_id: int) -> str:
+    # The physical slot on the source owned by one migration task: task ids are never reused, and
+    # the installation id keeps two services on one source apart.
+    return f"{slot_prefix(installation_id)}{task_id}"

@@ -1,4 +1,5 @@
-"""Byte counts as people read them, for the CLI and the console alike."""
+"""Byte counts as people read them, in binary units (KiB, MiB, GiB: powers of 1024) on every surface:
+the CLI, the console, and the events in Detail."""
 
 from __future__ import annotations
 

@@ -34,3 +34,14 @@ def valid_account(value: str) -> bool:
 
 def normalize_source_category(value: str) -> str | None:
     return SOURCE_CATEGORIES.get(value.strip().lower())
+
+
+def valid_pem_certificates(text: str) -> bool:
+    """One or more PEM X.509 certificates, and nothing that is not one."""
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        return False
+    return len(certs) > 0

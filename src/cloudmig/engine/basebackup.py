@@ -1,4 +1,4 @@
-"""Stage basebackup: wipe the target, pg_basebackup -X stream through the task's slot, with progress."""
+"""Stage basebackup: a slot on the source, then pg_basebackup -X stream through it into the target."""
 
 from __future__ import annotations
 
@@ -6,19 +6,30 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+import psycopg
+
 from cloudmig.domain.detail import SECTION_BACKUP
 from cloudmig.domain.enums import MigrateStage, ReplicationState
+from cloudmig.domain.ids import slot_name_for_task
+from cloudmig.domain.transitions import Transition
+from cloudmig.domain.units import human_bytes
 from cloudmig.engine import copy_run
+from cloudmig.engine.health import copy_fits
+from cloudmig.engine.outcome import Fail, Next, Outcome, Retry, Wait
+from cloudmig.engine.revert import undo_copy
 from cloudmig.engine.taskctx import TaskContext
+from cloudmig.errors import RetriesExhausted, StorageQuotaExceeded
 from cloudmig.pg import probes
-from cloudmig.pg.sql import connect_source
+from cloudmig.pg.basebackup import BasebackupStopped
+from cloudmig.pg.runner import PgCommandError
 
 # Progress is written at most this often; pg_basebackup reports many times a second.
 PROGRESS_INTERVAL = 1.0
 
 
 class ProgressRecorder:
-    """Turns pg_basebackup's byte counts into the task's progress fields (bytes, rate, ETA)."""
+    """Turns pg_basebackup's byte counts into the task's progress fields (bytes, rate, ETA), and
+    stops the copy when it cannot fit the target."""
 
     def __init__(self, tc: TaskContext) -> None:
         self.tc = tc
@@ -26,11 +37,17 @@ class ProgressRecorder:
         self.last_write = 0.0
         self.done = 0
         self.total = 0
+        self.checked_total = 0
         # Fields the copy adds (compression, bytes on the wire: engine/copy_run.py).
         self.extra: Callable[[], dict[str, object]] = dict
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
+        if total > self.checked_total:
+            self.checked_total = total
+            problem = copy_fits(self.tc.instance(), total, self.tc.ctx.settings.storage_reserve_mb)
+            if problem:
+                raise StorageQuotaExceeded(problem)
         now = time.monotonic()
         if now - self.last_write >= PROGRESS_INTERVAL:
             self.flush(now)
@@ -58,32 +75,59 @@ class ProgressRecorder:
         self.tc.task = replace(self.tc.task, progress=progress)
 
 
-def step(tc: TaskContext) -> float | None:
-    inst = tc.instance()
-    provider = tc.ctx.provider
-    src = tc.source_spec()
-    attempt = "Start" if not tc.task.progress.get("BaseBackup") else "Restart"
-    tc.event(
-        SECTION_BACKUP, f"{attempt} full backup of source data by pg_basebackup through slot {tc.slot_name}"
-    )
-    with connect_source(
-        src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-    ) as conn:
+def _prepare_slot(tc: TaskContext) -> None:
+    """Name the slot (persisted before it exists, so a sweep never mistakes it for an orphan),
+    create it, and end a WAL stream an interrupted copy may have left attached to it."""
+    if not tc.task.slot_name:
+        tc.update(slot_name=slot_name_for_task(tc.ctx.installation_id(), tc.task.id))
+    with tc.source().connect() as conn:
         # The slot holds the source's WAL from the copy's start until the standby streams from it.
         probes.create_physical_slot(conn, tc.slot_name)
-        # A copy cut short (service killed) may have left its WAL streamer attached to the slot.
         if probes.terminate_slot_holder(conn, tc.slot_name):
             tc.event(SECTION_BACKUP, "Ended a WAL stream of an earlier, interrupted copy")
-    tc.write_passfile()
-    target = provider.wipe_pgdata(inst.id, inst.major)
-    recorder = ProgressRecorder(tc)
-    # Compression, relay and budget (issue 13): engine/copy_run.py.
-    copy_run.run_copy(tc, target, recorder, rewipe=lambda: provider.wipe_pgdata(inst.id, inst.major))
-    recorder.done = max(recorder.done, recorder.total)
-    recorder.flush(time.monotonic(), phase="done")
-    mb = recorder.total / (1024 * 1024)
-    tc.event(
-        SECTION_BACKUP, f"Full backup finished: {mb:.1f} MB in {time.monotonic() - recorder.started:.1f} s"
-    )
-    tc.advance(MigrateStage.STARTUP, ReplicationState.UNSTARTED)
-    return None
+
+
+class BasebackupStage:
+    stage = MigrateStage.BASEBACKUP
+
+    def run(self, tc: TaskContext) -> Outcome:
+        inst = tc.instance()
+        attempt = "Start" if not tc.task.progress.get("BaseBackup") else "Restart"
+        try:
+            _prepare_slot(tc)
+        except psycopg.OperationalError as exc:
+            return Retry(f"cannot reach the source: {' '.join(str(exc).split())[:300]}", disconnect=True)
+        if tc.task.replication_state is not ReplicationState.UNSTARTED:
+            tc.update(replication_state=ReplicationState.UNSTARTED)
+        tc.event(
+            SECTION_BACKUP,
+            f"{attempt} full backup of source data by pg_basebackup through slot {tc.slot_name}",
+        )
+        tc.write_passfile()
+        target = inst.wipe_for_copy()
+        recorder = ProgressRecorder(tc)
+        try:
+            # Compression, relay and budget (issue 13): engine/copy_run.py.
+            copy_run.run_copy(tc, target, recorder, rewipe=inst.wipe_for_copy)
+        except BasebackupStopped:
+            return Wait(0)
+        except StorageQuotaExceeded as exc:
+            return Fail(exc)
+        except PgCommandError as exc:
+            return Retry(f"pg_basebackup failed: {exc}", disconnect=True)
+        inst.mark_copy_complete()
+        recorder.done = max(recorder.done, recorder.total)
+        recorder.flush(time.monotonic(), phase="done")
+        tc.event(
+            SECTION_BACKUP,
+            f"Full backup finished: {human_bytes(recorder.total)} in "
+            f"{time.monotonic() - recorder.started:.1f} s",
+        )
+        tc.move(Transition.COPIED, ReplicationState.UNSTARTED)
+        return Next()
+
+    def revert(self, tc: TaskContext) -> None:
+        undo_copy(tc)
+
+    def on_retries_exhausted(self, tc: TaskContext, reason: str) -> Outcome:
+        return Fail(RetriesExhausted(f"the full copy kept failing: {reason}"))

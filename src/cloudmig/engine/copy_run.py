@@ -22,13 +22,11 @@ from cloudmig.domain.detail import SECTION_BACKUP
 from cloudmig.engine import bandwidth, copy_plan
 from cloudmig.engine.copy_plan import CopyPlan, Window
 from cloudmig.engine.taskctx import TaskContext
-from cloudmig.instances.osuser import pg_os_user
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import run_basebackup
 from cloudmig.pg.compression import ServerSupport, client_algorithms, server_support
 from cloudmig.pg.linkprobe import local_address, measure_link
 from cloudmig.pg.relay import CopyRelay, RelayUnavailable
-from cloudmig.pg.sql import connect_source
 
 REQUEST_KEY = "CopyCompression"  # in the task's request JSON (CreateCloudMigrationTask parameter)
 
@@ -78,10 +76,7 @@ def requested_mode(tc: TaskContext) -> CompressionMode:
 def _measure(
     tc: TaskContext, requested: CompressionMode, client: frozenset[str], local: str | None
 ) -> tuple[ServerSupport, float | None]:
-    src = tc.source_spec()
-    with connect_source(
-        src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-    ) as conn:
+    with tc.source().connect() as conn:
         server = server_support(conn)
         if local or not (requested.auto and server.server_compression and server.algorithms & client):
             return server, None
@@ -106,7 +101,8 @@ def _caps(tc: TaskContext, bucket: bandwidth.TokenBucket | None) -> dict[str, fl
 def plan_copy(tc: TaskContext, bin_dir: Path, bucket: bandwidth.TokenBucket | None) -> CopyPlan:
     requested = requested_mode(tc)
     client = client_algorithms(bin_dir)
-    local = local_address(tc.task.source_ip, tc.task.source_port) if requested.auto else None
+    src = tc.source()
+    local = local_address(src.host, src.port) if requested.auto else None
     caps = _caps(tc, bucket)
     server, link = _measure(tc, requested, client, local if not caps else None)
     return copy_plan.decide(requested, server, client, link, caps, local=local)
@@ -115,7 +111,7 @@ def plan_copy(tc: TaskContext, bin_dir: Path, bucket: bandwidth.TokenBucket | No
 def run_copy(tc: TaskContext, target: Path, recorder: Recorder, *, rewipe: Callable[[], Path]) -> None:
     """The copy into the empty `target`; `rewipe` empties it again when the copy restarts."""
     inst = tc.instance()
-    bin_dir = tc.ctx.provider.bin_dir(inst.major)
+    bin_dir = tc.ctx.provider.basebackup_dir(inst.major)
     bucket = bandwidth.host_bucket(tc.ctx.settings.copy_budget_kb)
     with _active():
         plan = plan_copy(tc, bin_dir, bucket)
@@ -132,10 +128,7 @@ def run_copy(tc: TaskContext, target: Path, recorder: Recorder, *, rewipe: Calla
 
 def _end_earlier_stream(tc: TaskContext) -> None:
     # The killed copy's WAL streamer may still hold the slot on the source for a moment.
-    src = tc.source_spec()
-    with connect_source(
-        src.host, src.port, src.account, src.password, connect_timeout=src.connect_timeout
-    ) as conn:
+    with tc.source().connect() as conn:
         deadline = time.monotonic() + 10
         while probes.terminate_slot_holder(conn, tc.slot_name) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -155,7 +148,7 @@ def _run_once(
     pacer = bandwidth.CopyPacer(bucket, settings.copy_budget_counts) if bucket is not None else None
     relay: CopyRelay | None = None
     if plan.mode.compressed or pacer is not None:
-        src = tc.source_endpoint()
+        src = tc.source().endpoint
         # With a budget, a small receive buffer keeps the burst before flow control bites short.
         rcvbuf = max(int(bucket.rate * 0.25), 256 * 1024) if bucket is not None else None
         try:
@@ -183,15 +176,16 @@ def _run_once(
         run_basebackup(
             bin_dir,
             target,
-            tc.source_endpoint(),
+            tc.source().endpoint,
             tc.slot_name,
-            passfile=tc.passfile,
-            user=pg_os_user(settings),
+            passfile=tc.instance().passfile,
+            user=tc.ctx.provider.user,
             on_progress=on_progress,
             should_stop=tc.stop.is_set,
             max_rate_kb=settings.basebackup_max_rate_kb,
             compression=plan.mode,
             relay_host=relay.listen_host if relay is not None else None,
+            libpq_env=tc.source().tls.libpq_env(),
         )
     finally:
         meter.finish()

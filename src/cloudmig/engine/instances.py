@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
-from cloudmig.domain import classes
 from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskKind
-from cloudmig.engine.cleanup import drop_source_slot
-from cloudmig.engine.taskctx import TaskContext
-from cloudmig.services.context import ServiceContext
+from cloudmig.engine import slots
+from cloudmig.instances.managed import ManagedInstance
+from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
 from cloudmig.store.records import InstanceRecord
@@ -17,11 +16,9 @@ from cloudmig.store.records import InstanceRecord
 log = logging.getLogger(__name__)
 
 
-def create(ctx: ServiceContext, inst: InstanceRecord) -> None:
-    cls = classes.lookup(inst.instance_class)
-    assert cls is not None
+def create(ctx: AppContext, inst: InstanceRecord) -> None:
     try:
-        ctx.provider.create(inst.id, port=inst.port, cls=cls, major=inst.major)
+        ManagedInstance.of(ctx.provider, inst).create()
     except Exception as exc:
         log.exception("creating instance %s failed", inst.id)
         instance_store.set_status(ctx.db, inst.id, InstanceStatus.FAILED, ctx.now(), reason=str(exc)[:2000])
@@ -33,7 +30,7 @@ def create(ctx: ServiceContext, inst: InstanceRecord) -> None:
 WORKER_RELEASE_SECONDS = 60.0
 
 
-def _wait_released(ctx: ServiceContext, task_id: int) -> None:
+def _wait_released(ctx: AppContext, task_id: int) -> None:
     deadline = time.monotonic() + WORKER_RELEASE_SECONDS
     while time.monotonic() < deadline:
         t = task_store.get_task(ctx.db, task_id)
@@ -42,23 +39,36 @@ def _wait_released(ctx: ServiceContext, task_id: int) -> None:
         time.sleep(0.2)
 
 
-def delete(ctx: ServiceContext, inst: InstanceRecord) -> None:
+def delete(ctx: AppContext, inst: InstanceRecord) -> None:
+    managed = ManagedInstance.of(ctx.provider, inst)
     for t in task_store.tasks_of_instance(ctx.db, inst.id, TaskKind.MIGRATION):
         if t.stage not in (MigrateStage.PRECHECK, MigrateStage.SUCCESS):
             # The slot is busy while the task's pg_basebackup or standby streams through it.
             _wait_released(ctx, t.id)
-            ctx.provider.stop(inst.id, inst.major)
-            problem = drop_source_slot(TaskContext(ctx, t), attempts=120)
+            managed.stop()
+            # Durable: if the source is down now, the drop is retried until it succeeds.
+            problem = slots.drop_task_slot(ctx, t, reason="the instance was deleted")
             if problem:
-                log.warning("instance %s: %s; drop it by hand on the source", inst.id, problem)
-            TaskContext(ctx, t).remove_passfile()
-    ctx.provider.destroy(inst.id, inst.major)
+                log.warning(
+                    "instance %s: slot %s not dropped yet (%s); cloudmig retries",
+                    inst.id,
+                    t.slot_name,
+                    problem,
+                )
+    managed.destroy()
     instance_store.delete_instance(ctx.db, inst.id)
 
 
-def ensure_running(ctx: ServiceContext, inst: InstanceRecord) -> None:
-    """After a restart of the host, bring Running instances back (a standby being copied is not one)."""
-    if inst.migration_task_id is not None:
-        return  # its task's stage decides whether the cluster should run
-    if not ctx.provider.is_running(inst.id, inst.major):
-        ctx.provider.start(inst.id, inst.major)
+def should_run(ctx: AppContext, inst: InstanceRecord) -> bool:
+    """Whether the cluster should be up: always, except while its task copies into it."""
+    if inst.migration_task_id is None:
+        return True
+    task = task_store.get_task(ctx.db, inst.migration_task_id)
+    return task is None or task.stage not in (MigrateStage.BASEBACKUP,)
+
+
+def ensure_running(ctx: AppContext, inst: InstanceRecord) -> None:
+    """After a restart of the host, bring instances back, a standby or a promoted target included."""
+    managed = ManagedInstance.of(ctx.provider, inst)
+    if should_run(ctx, inst) and (managed.pgdata / "PG_VERSION").is_file():
+        managed.ensure_running()

@@ -14,10 +14,16 @@ from cloudmig.domain.lsn import format_lsn, parse_lsn
 from cloudmig.pg import probes
 
 _PASSWORD_IN_CONNINFO = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+_PASSFILE_IN_CONNINFO = re.compile(r"(?<!\S)passfile\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S+)")
 
 
 def mask_conninfo(conninfo: str) -> str:
-    return _PASSWORD_IN_CONNINFO.sub(r"\1********", conninfo)
+    """The password masked, as in RDS's sample (`password=********`); the passfile the standby reads
+    it from is a server-internal path and shows as that masked password too."""
+    masked = _PASSWORD_IN_CONNINFO.sub(r"\1********", conninfo)
+    if _PASSWORD_IN_CONNINFO.search(masked):
+        return " ".join(_PASSFILE_IN_CONNINFO.sub("", masked).split())
+    return _PASSFILE_IN_CONNINFO.sub("password=********", masked, count=1)
 
 
 @dataclass(frozen=True)

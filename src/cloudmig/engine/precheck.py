@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
-from cloudmig.checks import run_assessment
+from cloudmig.checks import assess as run_checks
 from cloudmig.domain.checks import CheckResult, passed, render_report
 from cloudmig.domain.enums import CheckLevel, MigrateStage, TaskKind, TaskStatus
+from cloudmig.domain.transitions import Transition
+from cloudmig.engine.outcome import Fail, Next, Outcome
+from cloudmig.engine.revert import release_instance
 from cloudmig.engine.taskctx import TaskContext
+from cloudmig.errors import PrecheckFailed, RetriesExhausted
+from cloudmig.runtime.targets import target_spec
 
 
 def assess(tc: TaskContext) -> list[CheckResult]:
-    results = run_assessment(tc.source_spec(), tc.target_spec())
+    assessment = run_checks(tc.source(), target_spec(tc.ctx, tc.instance_record()))
+    results = assessment.results
     tc.update(report=render_report(results), check_results=[r.as_dict() for r in results])
+    # The source's configuration settings the startup stage carries over (issue 12, part 1).
+    if assessment.settings_carry is not None:
+        tc.update(progress={**tc.task.progress, "SettingsCarry": assessment.settings_carry})
     return results
 
 
-def step(tc: TaskContext) -> float | None:
-    results = assess(tc)
-    if tc.task.kind is TaskKind.PRECHECK:
-        # An assessment task is done once the report exists, whatever it says.
-        tc.update(status=TaskStatus.SUCCEEDED)
-        return None
-    if not passed(results):
-        errors_ = sum(1 for r in results if r.level is CheckLevel.ERROR)
-        raise PrecheckFailed(f"precheck failed with {errors_} error(s); see the report in Detail")
-    tc.advance(MigrateStage.BASEBACKUP)
-    return None
+class PrecheckStage:
+    stage = MigrateStage.PRECHECK
 
+    def run(self, tc: TaskContext) -> Outcome:
+        results = assess(tc)
+        if tc.task.kind is TaskKind.PRECHECK:
+            # An assessment task is done once the report exists, whatever it says.
+            tc.update(status=TaskStatus.SUCCEEDED)
+            return Next()
+        if not passed(results):
+            failing = [r for r in results if r.level is CheckLevel.ERROR]
+            names = "; ".join(f"{r.name}: {r.message}" for r in failing[:3])
+            more = f" and {len(failing) - 3} more" if len(failing) > 3 else ""
+            return Fail(PrecheckFailed(f"precheck failed with {len(failing)} error(s): {names}{more}"))
+        tc.move(Transition.PRECHECK_PASSED)
+        return Next()
 
-class PrecheckFailed(Exception):
-    """The assessment found errors: the task fails before anything is created anywhere."""
+    def revert(self, tc: TaskContext) -> None:
+        release_instance(tc)  # nothing was created anywhere
+
+    def on_retries_exhausted(self, tc: TaskContext, reason: str) -> Outcome:
+        return Fail(RetriesExhausted(f"stage precheck kept failing: {reason}"))

@@ -1,4 +1,4 @@
-"""What a stage step sees: the task, the service context, and ways to record what happened."""
+"""What a stage sees: the task, its instance and source, and ways to record what happened."""
 
 from __future__ import annotations
 
@@ -6,30 +6,34 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from cloudmig.checks import SourceSpec, TargetSpec
-from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus, can_advance
-from cloudmig.domain.ids import slot_name_for_task
-from cloudmig.engine.targets import target_spec
-from cloudmig.pg.basebackup import SourceEndpoint
-from cloudmig.services.context import ServiceContext
+from cloudmig.domain.enums import ReplicationState
+from cloudmig.domain.switchover import SwitchEvidence, SwitchRequest, load_request
+from cloudmig.domain.transitions import Transition
+from cloudmig.instances.managed import ManagedInstance
+from cloudmig.pg.source import Source
+from cloudmig.runtime import AppContext, task_source
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
 from cloudmig.store.records import InstanceRecord, TaskRecord
 
 
+class TaskChanged(RuntimeError):
+    """The task moved on meanwhile (cancelled, or a concurrent request won): stop this step."""
+
+
 @dataclass
 class TaskContext:
-    ctx: ServiceContext
+    ctx: AppContext
     task: TaskRecord
     stop: threading.Event = field(default_factory=threading.Event)
     # Connections a stage keeps open between its steps (observation every few seconds would
     # otherwise authenticate to the source each time); closed when the worker lets the task go.
     connections: dict[str, psycopg.Connection] = field(default_factory=dict)
+    _source: Source | None = field(default=None, repr=False)
 
     def connection(self, key: str, connect: Callable[[], psycopg.Connection]) -> psycopg.Connection:
         conn = self.connections.get(key)
@@ -38,62 +42,61 @@ class TaskContext:
             self.connections[key] = conn
         return conn
 
-    def close_connections(self) -> None:
-        for conn in self.connections.values():
+    def drop_connection(self, key: str) -> None:
+        conn = self.connections.pop(key, None)
+        if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
-        self.connections.clear()
+
+    def close_connections(self) -> None:
+        for key in list(self.connections):
+            self.drop_connection(key)
 
     # ---- reading ---------------------------------------------------------------------------------
 
     def refresh(self) -> TaskRecord:
         rec = task_store.get_task(self.ctx.db, self.task.id)
-        assert rec is not None
+        if rec is None:
+            raise TaskChanged(f"task {self.task.id} no longer exists")
         self.task = rec
         return rec
 
-    def instance(self) -> InstanceRecord:
+    def instance_record(self) -> InstanceRecord:
         rec = instance_store.get_instance(self.ctx.db, self.task.instance_id)
-        assert rec is not None
+        if rec is None:
+            raise TaskChanged(f"instance {self.task.instance_id} no longer exists")
         return rec
+
+    def instance(self) -> ManagedInstance:
+        return ManagedInstance.of(self.ctx.provider, self.instance_record())
+
+    def source(self) -> Source:
+        """The task's source; its password is opened once per worker, when first needed."""
+        if self._source is None:
+            self._source = task_source(self.ctx, self.task)
+        return self._source
 
     @property
     def slot_name(self) -> str:
-        return slot_name_for_task(self.task.id)
+        if not self.task.slot_name:
+            raise RuntimeError(f"task {self.task.id} has no slot yet")
+        return self.task.slot_name
 
-    def source_password(self) -> str:
-        return self.ctx.box.open(self.task.source_password_enc)
+    def switch_request(self) -> SwitchRequest | None:
+        return load_request(self.task.request)
 
-    def source_spec(self) -> SourceSpec:
-        t = self.task
-        return SourceSpec(
-            host=t.source_ip,
-            port=t.source_port,
-            account=t.source_account,
-            password=self.source_password(),
-            connect_timeout=self.ctx.settings.source_connect_timeout,
-        )
+    def evidence(self) -> SwitchEvidence:
+        return SwitchEvidence.load(self.task.evidence)
 
-    def source_endpoint(self) -> SourceEndpoint:
-        return SourceEndpoint(
-            host=self.task.source_ip, port=self.task.source_port, user=self.task.source_account
-        )
-
-    def target_spec(self) -> TargetSpec:
-        return target_spec(self.ctx.provider, self.instance())
-
-    @property
-    def passfile(self) -> Path:
-        return self.ctx.provider.passfile_path(self.task.instance_id)
+    # ---- the source's password, for the binaries -------------------------------------------------
 
     def write_passfile(self) -> None:
         """(Re)create the 0600 passfile outside every data dir; the runtime dir may be wiped by a reboot."""
-        self.ctx.provider.write_source_passfile(
-            self.task.instance_id, self.source_endpoint(), self.source_password()
-        )
+        src = self.source()
+        self.instance().write_source_passfile(src.endpoint, src.password)
 
     def remove_passfile(self) -> None:
-        self.passfile.unlink(missing_ok=True)
+        self.ctx.provider.passfile_path(self.task.instance_id).unlink(missing_ok=True)
 
     # ---- writing ---------------------------------------------------------------------------------
 
@@ -107,14 +110,22 @@ class TaskContext:
     def observe(self, **values: Any) -> None:
         """Refresh observed values without touching GmtModified."""
         task_store.update_task_quietly(self.ctx.db, self.task.id, **values)
+        self.refresh()
 
-    def advance(self, stage: MigrateStage, replication_state: ReplicationState | None = None) -> None:
-        if not can_advance(self.task.stage, stage):
-            raise RuntimeError(f"a task cannot move from stage {self.task.stage.value} to {stage.value}")
-        values: dict[str, Any] = {"stage": stage}
+    def save_evidence(self, evidence: SwitchEvidence) -> None:
+        """Persisted before it is acted on: the switchover resumes from it after a crash."""
+        self.update(evidence=evidence.to_json())
+
+    def move(
+        self, transition: Transition, replication_state: ReplicationState | None = None, **values: Any
+    ) -> None:
+        """Move the task's stage by a named transition (domain.transitions); TaskChanged when the
+        task is no longer where this step thought it was."""
         if replication_state is not None:
             values["replication_state"] = replication_state
-        self.update(**values)
-
-    def fail(self, reason: str) -> None:
-        self.update(status=TaskStatus.FAILED, reason=reason)
+        if not task_store.transition(
+            self.ctx.db, self.task.id, transition, self.ctx.now(), current=self.task.stage, **values
+        ):
+            self.refresh()
+            raise TaskChanged(f"task {self.task.id} is no longer in stage {self.task.stage.value}")
+        self.refresh()

@@ -26,19 +26,16 @@ from typing import Any
 import psycopg
 
 from cloudmig.domain.classes import InstanceClass
+from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.osuser import chown_to, ensure_reachable, pg_os_user
 from cloudmig.pg import ctl
-from cloudmig.pg.basebackup import SourceEndpoint
-from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
-from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, make_dir
+from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_dir
+from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, atomic_write, make_dir
 from cloudmig.pg.passfile import write_passfile
 from cloudmig.pg.runner import OsUser, PgCommandError
+from cloudmig.pg.source import SourceEndpoint
 from cloudmig.pg.sql import connect_socket
 from cloudmig.settings import Settings
-
-ADMIN_ROLE = "cloudmig_admin"
-# Role names cloudmig reserves on its instances; a source must not have them (Check rds user).
-RESERVED_ROLES: frozenset[str] = frozenset({ADMIN_ROLE})
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MAX_SOCKET_PATH = 107
@@ -47,6 +44,10 @@ _CREATED_MARKER = ".created"
 
 # pgdata set aside by a reset, removed in the background.
 TRASH_SUFFIX = ".old-"
+# A complete copy set aside by a reset, kept until the next copy succeeds or the instance goes.
+KEPT_SUFFIX = ".kept"
+# Written into pgdata once pg_basebackup has finished: the directory holds a complete copy.
+COPY_MARKER = "cloudmig.copied"
 
 
 def _remove_tree(path: Path) -> None:
@@ -97,7 +98,13 @@ class LocalInstanceProvider:
         return self.settings.runtime_dir / "pgpass" / self._check_id(instance_id) / "pgpass"
 
     def bin_dir(self, major: int) -> Path:
-        return find_bin_dir(major, self.settings.pg_bin_dirs)
+        """postgres/initdb/pg_ctl of `major`: an instance always runs its own major's server."""
+        return find_bin_dir(major, self.settings.pg_bin_dirs, user=self.user)
+
+    def basebackup_dir(self, major: int) -> Path:
+        """The directory of a pg_basebackup that copies a source of `major`: that major's, else the
+        nearest newer one (a directory of server binaries need not have one)."""
+        return find_basebackup(major, self.settings.pg_bin_dirs, user=self.user).parent
 
     # ---- directories --------------------------------------------------------------------------
 
@@ -169,6 +176,25 @@ class LocalInstanceProvider:
         write_passfile(path, host=src.host, port=src.port, user=src.user, password=password, owner=self.user)
         return path
 
+    def write_source_root_cert(self, instance_id: str, name: str, pem: str) -> Path:
+        """A CA bundle for the source's certificate, beside the passfile (0600, owned by the user
+        the binaries run as: pg_basebackup and the standby's walreceiver read it too)."""
+        return self._write_cert(self.passfile_path(instance_id).with_name(name), pem)
+
+    def write_runtime_cert(self, name: str, pem: str) -> Path:
+        """A CA bundle for cloudmig's own connections (no instance involved, e.g. a slot drop)."""
+        return self._write_cert(self.settings.runtime_dir / "tls" / name, pem)
+
+    def _write_cert(self, path: Path, pem: str) -> Path:
+        self._prepare_runtime_dir(path.parent)
+        try:
+            if path.read_text() == pem:
+                return path
+        except FileNotFoundError:
+            pass
+        atomic_write(path, pem, user=self.user, mode=0o600)
+        return path
+
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def create(self, instance_id: str, *, port: int, cls: InstanceClass, major: int) -> None:
@@ -216,14 +242,45 @@ class LocalInstanceProvider:
         ctl.promote(self.bin_dir(major), self.pgdata(instance_id), user=self.user)
 
     def _reset_pgdata(self, bin_dir: Path, pgdata: Path) -> None:
+        """Leave an empty 0700 pgdata. What was there is set aside, never removed inline: a complete
+        copy (COPY_MARKER) is kept as `pgdata.kept` until the next copy into the instance succeeds
+        or the instance is deleted; anything else (an empty cluster, a partial copy) is removed in
+        the background, so a new copy starts at once."""
         if pgdata.exists():
             ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate")
-            # Removing a cluster's files takes about a second; set them aside and let a background
-            # thread remove them, so a copy starts at once (leftovers of a crash go the same way).
-            pgdata.rename(pgdata.with_name(f"{pgdata.name}{TRASH_SUFFIX}{uuid.uuid4().hex[:8]}"))
+            if (pgdata / COPY_MARKER).exists():
+                kept = pgdata.with_name(pgdata.name + KEPT_SUFFIX)
+                if kept.exists():
+                    self._trash(kept)
+                pgdata.rename(kept)
+            else:
+                self._trash(pgdata)
+        self._reset_trash(pgdata)
+        make_dir(pgdata, user=self.user)
+
+    @staticmethod
+    def _trash(path: Path) -> None:
+        path.rename(path.with_name(f"pgdata{TRASH_SUFFIX}{uuid.uuid4().hex[:8]}"))
+
+    def kept_copy(self, instance_id: str) -> Path | None:
+        """A complete earlier copy set aside by a reset, if any."""
+        kept = self.pgdata(instance_id).with_name("pgdata" + KEPT_SUFFIX)
+        return kept if kept.is_dir() else None
+
+    def mark_copy_complete(self, instance_id: str) -> None:
+        """The copy in pgdata is complete (pg_basebackup succeeded): a later reset keeps it aside,
+        and an earlier kept copy is no longer needed."""
+        marker = self.pgdata(instance_id) / COPY_MARKER
+        marker.write_text("")
+        chown_to(marker, self.user)
+        kept = self.kept_copy(instance_id)
+        if kept is not None:
+            self._trash(kept)
+            self._reset_trash(self.pgdata(instance_id))
+
+    def _reset_trash(self, pgdata: Path) -> None:
         for trash in pgdata.parent.glob(f"{pgdata.name}{TRASH_SUFFIX}*"):
             threading.Thread(target=_remove_tree, args=(trash,), name="rm-old-pgdata", daemon=True).start()
-        make_dir(pgdata, user=self.user)
 
     def wipe_pgdata(self, instance_id: str, major: int) -> Path:
         """Stop the server and leave an empty 0700 pgdata owned by the pg user (for pg_basebackup)."""
@@ -234,6 +291,12 @@ class LocalInstanceProvider:
             ctl.stop(bin_dir, pgdata, user=self.user)
         self._reset_pgdata(bin_dir, pgdata)
         return pgdata
+
+    def reset(self, instance_id: str, *, port: int, cls: InstanceClass, major: int) -> None:
+        """Make the instance an empty running cluster again (after a failed migration); a complete
+        copy in it is kept aside (see _reset_pgdata)."""
+        (self.instance_dir(instance_id) / _CREATED_MARKER).unlink(missing_ok=True)
+        self.create(instance_id, port=port, cls=cls, major=major)
 
     def destroy(self, instance_id: str, major: int) -> None:
         """Stop the server and remove the instance, socket and passfile directories. Idempotent."""

@@ -10,7 +10,6 @@ import select
 import signal
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg.conninfo
@@ -18,6 +17,7 @@ import psycopg.conninfo
 from cloudmig.domain.compression import CompressionMode
 from cloudmig.pg.compression import pg_basebackup_arg
 from cloudmig.pg.runner import OsUser, PgCommandError, spawn
+from cloudmig.pg.source import SourceEndpoint
 
 # "  23456/148000 kB (15%), 0/1 tablespace" (+ " (path)" with -v); a ">" before the percentage is tolerated.
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+)\s+kB\s+\(>?(\d+)%\)")
@@ -25,13 +25,6 @@ _SPLIT_RE = re.compile(r"[\r\n]")
 _POLL_SECONDS = 0.2
 _TAIL_LINES = 40
 APPLICATION_NAME = "cloudmig_basebackup"
-
-
-@dataclass(frozen=True)
-class SourceEndpoint:
-    host: str
-    port: int
-    user: str
 
 
 class BasebackupStopped(PgCommandError):
@@ -124,6 +117,7 @@ def run_basebackup(
     should_stop: Callable[[], bool] = lambda: False,
     tablespace_mapping: Mapping[str, Path] | None = None,
     max_rate_kb: int = 0,
+    libpq_env: Mapping[str, str] | None = None,
     compression: CompressionMode | None = None,
     relay_host: str | None = None,
 ) -> None:
@@ -141,7 +135,12 @@ def run_basebackup(
         compression=compression,
         relay_host=relay_host,
     )
-    env = {"PGPASSFILE": os.fspath(passfile), "PGAPPNAME": APPLICATION_NAME, "PGCONNECT_TIMEOUT": "10"}
+    env = {
+        "PGPASSFILE": os.fspath(passfile),
+        "PGAPPNAME": APPLICATION_NAME,
+        "PGCONNECT_TIMEOUT": "10",
+        **(libpq_env or {}),  # e.g. PGSSLMODE, PGSSLROOTCERT
+    }
     proc = spawn(argv, user=user, env=env)
     assert proc.stderr is not None
     fd = proc.stderr.fileno()

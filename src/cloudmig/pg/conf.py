@@ -4,6 +4,10 @@ postgresql.conf (initdb's, or the source's after a base backup) ends with `inclu
 so cloudmig's values win over it; postgresql.auto.conf is read after both, so every setting cloudmig
 manages is removed from it. All writes are atomic (temporary file, fsync, rename) and the files are
 owned by the PostgreSQL OS user.
+
+The standby settings depend on the data directory's major (PG_VERSION; see pg/compat.py): since 12
+primary_conninfo and primary_slot_name are in cloudmig.conf and standby.signal marks a standby;
+before 12 they are in recovery.conf (with standby_mode) and cloudmig.conf leaves them out.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudmig.pg import compat
 from cloudmig.pg.runner import OsUser
 
 MANAGED_CONF = "cloudmig.conf"
 POSTGRESQL_CONF = "postgresql.conf"
 AUTO_CONF = "postgresql.auto.conf"
-STANDBY_SIGNAL = "standby.signal"
+STANDBY_SIGNAL = compat.STANDBY_SIGNAL
+RECOVERY_CONF = compat.RECOVERY_CONF
 RECOVERY_SIGNAL = "recovery.signal"
 INCLUDE_LINE = f"include = '{MANAGED_CONF}'"
 
@@ -123,14 +129,23 @@ def conninfo_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def primary_conninfo(host: str, port: int, user: str, passfile: Path, application_name: str) -> str:
-    """libpq keyword string for primary_conninfo: the password comes from `passfile`, never inline."""
+def primary_conninfo(
+    host: str,
+    port: int,
+    user: str,
+    passfile: Path,
+    application_name: str,
+    tls: Mapping[str, str] | None = None,
+) -> str:
+    """libpq keyword string for primary_conninfo: the password comes from `passfile`, never inline;
+    `tls` adds sslmode / sslrootcert."""
     params = {
         "host": host,
         "port": str(int(port)),
         "user": user,
         "passfile": os.fspath(passfile),
         "application_name": application_name,
+        **(tls or {}),
     }
     return " ".join(f"{key}={conninfo_quote(value)}" for key, value in params.items())
 
@@ -142,7 +157,35 @@ def ident_file_for(hba_file: Path) -> Path:
     return hba_file.with_name("pg_ident.conf")
 
 
-def render_managed_conf(conf: ManagedConf) -> str:
+def pgdata_major(pgdata: Path) -> int:
+    """The major of the cluster in `pgdata`, from its PG_VERSION ("9.6" → 96, like binaries)."""
+    text = (pgdata / "PG_VERSION").read_text(encoding="ascii").strip()
+    head, _, minor = text.partition(".")
+    if not head.isdigit() or (minor and not minor.isdigit()):
+        raise ValueError(f"{pgdata}/PG_VERSION: unexpected content {text!r}")
+    return int(head) * 10 + int(minor) if minor else int(head)
+
+
+def render_recovery_conf(standby: StandbyConf) -> str:
+    """recovery.conf of a streaming standby, for majors before 12."""
+    return (
+        "\n".join(
+            [
+                "# Managed by cloudmig: rewritten on every configuration change, do not edit.",
+                "standby_mode = 'on'",
+                f"primary_conninfo = {conf_quote(standby.primary_conninfo)}",
+                f"primary_slot_name = {conf_quote(standby.primary_slot_name)}",
+                # Follow the primary onto a new timeline, as 12 and later do by default.
+                "recovery_target_timeline = 'latest'",
+            ]
+        )
+        + "\n"
+    )
+
+
+def render_managed_conf(conf: ManagedConf, major: int) -> str:
+    """cloudmig.conf for a cluster of `major`: only settings that major knows (a server refuses to
+    start on an unknown one); the standby settings only where they are settings (12+)."""
     for name in conf.spec_params:
         if not _NAME_RE.match(name):
             raise ValueError(f"invalid setting name {name!r}")
@@ -155,7 +198,9 @@ def render_managed_conf(conf: ManagedConf) -> str:
         f"unix_socket_directories = {conf_quote(os.fspath(conf.socket_dir))}",
         f"hba_file = {conf_quote(os.fspath(conf.hba_file))}",
         f"ident_file = {conf_quote(os.fspath(ident_file_for(conf.hba_file)))}",
-        "external_pid_file = ''",
+        # Ours, beside the socket: a copied postgresql.conf may name its host's (Debian's
+        # /var/run/postgresql/15-main.pid), and '' is not "none" but a file that cannot be written.
+        f"external_pid_file = {conf_quote(os.fspath(conf.socket_dir / 'postgres.pid'))}",
         f"cluster_name = {conf_quote(conf.cluster_name)}",
         f"shared_buffers = {conf_quote(conf.shared_buffers)}",
     ]
@@ -174,6 +219,8 @@ def render_managed_conf(conf: ManagedConf) -> str:
         f"primary_conninfo = {conf_quote(standby.primary_conninfo if standby else '')}",
         f"primary_slot_name = {conf_quote(standby.primary_slot_name if standby else '')}",
     ]
+    unknown = compat.settings_unknown_to(major)
+    lines = [line for line in lines if setting_name(line) not in unknown]
     return "\n".join(lines) + "\n"
 
 
@@ -339,7 +386,8 @@ def apply_managed_conf(pgdata: Path, conf: ManagedConf, *, user: OsUser | None) 
     make_dir(conf.hba_file.parent, user=user)
     atomic_write(conf.hba_file, render_hba(), user=user)
     atomic_write(ident_file_for(conf.hba_file), render_ident(), user=user)
-    atomic_write(pgdata / MANAGED_CONF, render_managed_conf(conf), user=user)
+    major = pgdata_major(pgdata)
+    atomic_write(pgdata / MANAGED_CONF, render_managed_conf(conf, major), user=user)
 
     removed: list[str] = []
     main = pgdata / POSTGRESQL_CONF
@@ -359,12 +407,26 @@ def apply_managed_conf(pgdata: Path, conf: ManagedConf, *, user: OsUser | None) 
         removed += stripped
         _write_if_changed(auto, text, user=user)
 
-    (pgdata / RECOVERY_SIGNAL).unlink(missing_ok=True)
-    signal = pgdata / STANDBY_SIGNAL
-    if conf.standby is not None:
-        if not signal.exists():
-            atomic_write(signal, "", user=user)
-    else:
-        signal.unlink(missing_ok=True)
+    _write_standby_marker(pgdata, conf.standby, major, user=user)
     _fsync_dir(pgdata)
     return removed
+
+
+def _write_standby_marker(
+    pgdata: Path, standby: StandbyConf | None, major: int, *, user: OsUser | None
+) -> None:
+    """standby.signal (12+) or recovery.conf (before 12) for a standby; neither for a primary, nor
+    recovery.signal (no targeted recovery, ever)."""
+    (pgdata / RECOVERY_SIGNAL).unlink(missing_ok=True)
+    signal = pgdata / STANDBY_SIGNAL
+    recovery_conf = pgdata / RECOVERY_CONF
+    if standby is None:
+        signal.unlink(missing_ok=True)
+        recovery_conf.unlink(missing_ok=True)
+    elif compat.uses_recovery_conf(major):
+        signal.unlink(missing_ok=True)
+        atomic_write(recovery_conf, render_recovery_conf(standby), user=user)
+    else:
+        recovery_conf.unlink(missing_ok=True)
+        if not signal.exists():
+            atomic_write(signal, "", user=user)

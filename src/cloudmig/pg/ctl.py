@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from cloudmig.pg import compat
+from cloudmig.pg.binaries import server_major
 from cloudmig.pg.runner import OsUser, PgCommandError, run, tail
 
 log = logging.getLogger("cloudmig.pg")
@@ -17,6 +19,7 @@ _NOT_RUNNING_CODES = (3, 4)
 def initdb(bin_dir: Path, pgdata: Path, *, user: OsUser | None, superuser: str) -> None:
     """Create a cluster in `pgdata` (missing or empty). Local connections trust (the socket dir is
     0700), TCP rejected until the managed pg_hba.conf replaces initdb's."""
+    extra = compat.initdb_flags(server_major(bin_dir))
     last: PgCommandError | None = None
     for locale in _LOCALES:
         argv: list[str | Path] = [
@@ -29,7 +32,7 @@ def initdb(bin_dir: Path, pgdata: Path, *, user: OsUser | None, superuser: str) 
             "--auth-host=reject",
             "--encoding=UTF8",
             f"--locale={locale}",
-            "--no-instructions",
+            *extra,
         ]
         try:
             run(argv, user=user, timeout=300)
@@ -118,6 +121,7 @@ def reload(bin_dir: Path, pgdata: Path, *, user: OsUser | None) -> None:
 
 
 def promote(bin_dir: Path, pgdata: Path, *, user: OsUser | None, timeout: float = 60) -> None:
-    """pg_ctl -w promote: end recovery; waits until the server accepts writes."""
+    """pg_ctl -w promote: end recovery; waits until the server accepts writes. Works on every
+    supported major (pg_promote() only exists since 12)."""
     argv: list[str | Path] = [bin_dir / "pg_ctl", "promote", "-D", pgdata, "-w", "-t", str(int(timeout))]
     run(argv, user=user, timeout=timeout + 30)

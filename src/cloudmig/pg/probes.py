@@ -13,25 +13,12 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from cloudmig.domain.lsn import parse_lsn
+from cloudmig.pg import compat
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-WAL_RECEIVER_COLUMNS = (
-    "status",
-    "receive_start_lsn",
-    "receive_start_tli",
-    "written_lsn",
-    "flushed_lsn",
-    "received_tli",
-    "latest_end_lsn",
-    "latest_end_time",
-    "last_msg_send_time",
-    "last_msg_receipt_time",
-    "slot_name",
-    "sender_host",
-    "sender_port",
-    "conninfo",
-)
+# The keys of wal_receiver()'s row, whatever the server's major (compat.wal_receiver_select).
+WAL_RECEIVER_COLUMNS = tuple(compat.wal_receiver_select(compat.MAX_MAJOR))
 
 
 def _one(conn: Conn, query: Any, params: tuple[Any, ...] | None = None) -> Any:
@@ -41,6 +28,11 @@ def _one(conn: Conn, query: Any, params: tuple[Any, ...] | None = None) -> Any:
 
 def server_version_num(conn: Conn) -> int:
     return int(_one(conn, "SELECT current_setting('server_version_num')"))
+
+
+def server_major(conn: Conn) -> int:
+    """The server's major, from the connection's startup parameters (no query)."""
+    return compat.major_of_version_num(conn.info.server_version)
 
 
 def current_wal_lsn(conn: Conn) -> int:
@@ -73,15 +65,16 @@ def replay_timestamp(conn: Conn) -> str | None:
 def wal_receiver(conn: Conn) -> dict[str, str] | None:
     """The row of pg_stat_wal_receiver as text values ("" for NULL), or None when no WAL receiver
     runs. conninfo is the server's obfuscated form (a password would show as ********). Needs a
-    superuser or pg_read_all_stats to see the values (PostgreSQL 13+ columns)."""
-    select = ", ".join(f"{col}::text" for col in WAL_RECEIVER_COLUMNS)
-    cur = conn.execute(f"SELECT {select} FROM pg_stat_wal_receiver")  # fixed column names
+    superuser or pg_read_all_stats to see the values. The keys are the 13+ column names on every
+    major: before 13, written_lsn and flushed_lsn are both received_lsn; before 11 sender_host and
+    sender_port are empty."""
+    columns = compat.wal_receiver_select(server_major(conn))
+    select = ", ".join(f"({expr})::text" for expr in columns.values())
+    cur = conn.execute(f"SELECT {select} FROM pg_stat_wal_receiver")  # fixed expressions
     row = cur.fetchone()
     if row is None or row[0] is None:
         return None
-    return {
-        col: "" if value is None else str(value) for col, value in zip(WAL_RECEIVER_COLUMNS, row, strict=True)
-    }
+    return {col: "" if value is None else str(value) for col, value in zip(columns, row, strict=True)}
 
 
 def timeline_id(conn: Conn) -> int:
@@ -153,10 +146,13 @@ def drop_slot(conn: Conn, name: str) -> None:
 
 
 def slot_info(conn: Conn, name: str) -> dict[str, str] | None:
-    """slot_type, active, restart_lsn, wal_status of a slot as text ("" for NULL), or None."""
+    """slot_type, active, restart_lsn, wal_status of a slot as text ("" for NULL), or None.
+    wal_status exists since 13 ("" before)."""
+    wal_status = "wal_status::text" if compat.has_slot_wal_limit(server_major(conn)) else "NULL::text"
     cur = conn.execute(
-        "SELECT slot_type::text, active::text, restart_lsn::text, wal_status::text"
-        " FROM pg_replication_slots WHERE slot_name = %s",
+        "SELECT slot_type::text, active::text, restart_lsn::text, "
+        + wal_status
+        + " FROM pg_replication_slots WHERE slot_name = %s",
         (name,),
     )
     row = cur.fetchone()
@@ -197,6 +193,14 @@ def tablespace_locations(conn: Conn) -> dict[str, str]:
     return {str(name): str(location) for name, location in cur.fetchall()}
 
 
+class PromoteUnsupported(Exception):
+    """pg_promote() does not exist on this server (before 12): use ctl.promote (pg_ctl promote)."""
+
+
 def promote(conn: Conn, *, wait_seconds: int = 60) -> bool:
-    """pg_promote(wait => true): True once the server left recovery within `wait_seconds`."""
+    """pg_promote(wait => true): True once the server left recovery within `wait_seconds`.
+    Raises PromoteUnsupported before 12."""
+    major = server_major(conn)
+    if not compat.has_pg_promote(major):
+        raise PromoteUnsupported(f"pg_promote() needs PostgreSQL 12 or later (server is {major})")
     return bool(_one(conn, "SELECT pg_promote(true, %s)", (int(wait_seconds),)))

@@ -43,6 +43,15 @@ def create_login_role(
         conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
 
 
+def set_password(conn: psycopg.Connection, name: str, password: str) -> None:
+    """A new SCRAM password for an existing role."""
+    conn.execute(
+        sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(name), sql.Literal(scram_verifier(password))
+        )
+    )
+
+
 def ensure_superuser(conn: psycopg.Connection, name: str) -> bool:
     """Create a NOLOGIN-less superuser without password (socket trust only); True if it was created."""
     if probes.role_exists(conn, name):

@@ -32,9 +32,11 @@ def connect_source(
     dbname: str = "postgres",
     connect_timeout: int = 5,
     application_name: str = "cloudmig",
+    **libpq: str,
 ) -> psycopg.Connection[tuple[Any, ...]]:
-    """An autocommit connection to a source server over TCP with a password."""
-    params = _base(host, port, user, dbname, connect_timeout, application_name)
+    """An autocommit connection to a server over TCP with a password (`libpq`: more keywords, e.g.
+    sslmode). cloudmig's own code reaches a source through pg.source.Source.connect()."""
+    params = _base(host, port, user, dbname, connect_timeout, application_name) | libpq
     return psycopg.connect(autocommit=True, password=password, **params)
 
 
@@ -60,9 +62,10 @@ def connect_replication(
     *,
     connect_timeout: int = 5,
     application_name: str = "cloudmig",
+    **libpq: str,
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """A physical replication connection (replication=true): proves pg_hba.conf lets `user` in for
     replication. Only the simple query protocol works on it: use probes.identify_system()."""
     params = _base(host, port, user, "replication", connect_timeout, application_name)
     params["replication"] = "true"
-    return psycopg.connect(autocommit=True, password=password, **params)
+    return psycopg.connect(autocommit=True, password=password, **(params | libpq))

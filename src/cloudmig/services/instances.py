@@ -10,11 +10,11 @@ from cloudmig import errors
 from cloudmig.domain import classes
 from cloudmig.domain.enums import InstanceStatus, TaskKind, TaskStatus
 from cloudmig.domain.ids import new_instance_id
-from cloudmig.engine import wakeups
+from cloudmig.domain.reserved import RESERVED_ROLES
 from cloudmig.instances.ports import allocate_port
-from cloudmig.pg import probes, roles
+from cloudmig.pg import compat, probes, roles
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
 from cloudmig.store.records import InstanceRecord
@@ -39,7 +39,7 @@ def _major_of(version: str) -> int:
     return int(head)
 
 
-def create_instance(ctx: ServiceContext, req: InstanceRequest) -> InstanceRecord:
+def create_instance(ctx: AppContext, req: InstanceRequest) -> InstanceRecord:
     if req.client_token:
         existing = instance_store.get_by_client_token(ctx.db, req.client_token)
         if existing is not None:
@@ -47,6 +47,10 @@ def create_instance(ctx: ServiceContext, req: InstanceRequest) -> InstanceRecord
     if req.engine.lower() != SUPPORTED_ENGINE.lower():
         raise errors.InvalidEngine(f"Specified engine {req.engine!r} is not supported; use PostgreSQL.")
     major = _major_of(req.engine_version)
+    if major not in compat.SUPPORTED_MAJORS:
+        raise errors.InvalidEngineVersion(
+            f"PostgreSQL {major} is not supported; EngineVersion {compat.MIN_MAJOR} to {compat.MAX_MAJOR}."
+        )
     try:
         find_bin_dir(major, ctx.settings.pg_bin_dirs)
     except PgBinariesNotFound as exc:
@@ -86,14 +90,14 @@ def create_instance(ctx: ServiceContext, req: InstanceRequest) -> InstanceRecord
                 if again is not None:
                     return again
             continue
-        wakeups.wake_engine()
+        ctx.notifier.wake_engine()
         rec = instance_store.get_instance(ctx.db, instance_id)
         assert rec is not None
         return rec
     raise errors.QuotaExceeded()
 
 
-def get_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
+def get_instance(ctx: AppContext, instance_id: str) -> InstanceRecord:
     rec = instance_store.get_instance(ctx.db, instance_id)
     if rec is None:
         raise errors.InstanceNotFound()
@@ -101,7 +105,7 @@ def get_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
 
 
 def list_instances(
-    ctx: ServiceContext,
+    ctx: AppContext,
     *,
     instance_id: str | None,
     page_number: int,
@@ -117,7 +121,7 @@ def list_instances(
     )
 
 
-def delete_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
+def delete_instance(ctx: AppContext, instance_id: str) -> InstanceRecord:
     """Mark for deletion; running tasks are cancelled and the engine drops their slots, then the files."""
     rec = get_instance(ctx, instance_id)
     if rec.status is InstanceStatus.DELETING:
@@ -130,17 +134,36 @@ def delete_instance(ctx: ServiceContext, instance_id: str) -> InstanceRecord:
         if t.status is TaskStatus.RUNNING:
             task_store.update_task(ctx.db, t.id, now, status=TaskStatus.CANCELLED, reason="instance deleted")
     instance_store.set_status(ctx.db, instance_id, InstanceStatus.DELETING, now)
-    wakeups.wake_engine()
+    ctx.notifier.wake_engine()
     return get_instance(ctx, instance_id)
 
 
-def create_account(
-    ctx: ServiceContext, instance_id: str, name: str, password: str, *, superuser: bool, description: str
-) -> None:
+def _accounts_instance(ctx: AppContext, instance_id: str, name: str) -> InstanceRecord:
     rec = get_instance(ctx, instance_id)
     if rec.status is not InstanceStatus.RUNNING or rec.migration_task_id is not None:
-        raise errors.IncorrectInstanceState()
+        raise errors.IncorrectInstanceState(
+            "Accounts can be managed on a Running instance that no migration task is using."
+        )
+    if name in RESERVED_ROLES:
+        raise errors.InvalidParameter("AccountName", f"{name} is reserved by cloudmig.")
+    return rec
+
+
+def create_account(
+    ctx: AppContext, instance_id: str, name: str, password: str, *, superuser: bool, description: str
+) -> None:
+    rec = _accounts_instance(ctx, instance_id, name)
     with ctx.provider.connect_admin(rec.id, rec.port) as conn:
         if probes.role_exists(conn, name):
             raise errors.AccountAlreadyExists()
         roles.create_login_role(conn, name, password, superuser=superuser, comment=description)
+
+
+def reset_account_password(ctx: AppContext, instance_id: str, name: str, password: str) -> None:
+    """A new password for a role of the instance, e.g. one that came along from the source without a
+    password (the Debian `postgres` owner logs in by peer authentication there)."""
+    rec = _accounts_instance(ctx, instance_id, name)
+    with ctx.provider.connect_admin(rec.id, rec.port) as conn:
+        if not probes.role_exists(conn, name):
+            raise errors.AccountNotFound()
+        roles.set_password(conn, name, password)

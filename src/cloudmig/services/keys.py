@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from cloudmig.domain.enums import KeyStatus
 from cloudmig.domain.ids import new_access_key_id, new_access_key_secret
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 from cloudmig.store import keys as key_store
 from cloudmig.store.records import AccessKeyRecord
 
@@ -23,21 +23,21 @@ class VerifiableKey:
     active: bool
 
 
-def create_key(ctx: ServiceContext, description: str = "") -> NewKey:
+def create_key(ctx: AppContext, description: str = "") -> NewKey:
     key_id, secret = new_access_key_id(), new_access_key_secret()
     key_store.insert_key(ctx.db, key_id, ctx.box.seal(secret), description, ctx.now())
     return NewKey(key_id, secret)
 
 
-def revoke_key(ctx: ServiceContext, key_id: str) -> bool:
+def revoke_key(ctx: AppContext, key_id: str) -> bool:
     return key_store.set_key_status(ctx.db, key_id, KeyStatus.INACTIVE)
 
 
-def list_keys(ctx: ServiceContext) -> list[AccessKeyRecord]:
+def list_keys(ctx: AppContext) -> list[AccessKeyRecord]:
     return key_store.list_keys(ctx.db)
 
 
-def lookup_for_verification(ctx: ServiceContext, key_id: str) -> VerifiableKey | None:
+def lookup_for_verification(ctx: AppContext, key_id: str) -> VerifiableKey | None:
     rec = key_store.get_key(ctx.db, key_id)
     if rec is None:
         return None

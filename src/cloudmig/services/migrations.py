@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 
 from cloudmig import errors
+from cloudmig.checks import gather_target
+from cloudmig.checks.rules import target_not_empty
 from cloudmig.domain.detail import Event
 from cloudmig.domain.enums import (
     InstanceStatus,
@@ -15,12 +17,13 @@ from cloudmig.domain.enums import (
     TaskKind,
     TaskStatus,
 )
-from cloudmig.domain.ids import new_migration_task_name, new_precheck_task_name
-from cloudmig.engine import target_probe, wakeups
-from cloudmig.services.context import ServiceContext
+from cloudmig.domain.ids import new_task_name
+from cloudmig.domain.tls import SourceTlsRequest
+from cloudmig.runtime import AppContext
+from cloudmig.runtime.targets import target_spec
 from cloudmig.services.instances import get_instance
 from cloudmig.store import tasks as task_store
-from cloudmig.store.records import TaskRecord
+from cloudmig.store.records import InstanceRecord, TaskRecord
 from cloudmig.store.tasks import TaskFilter
 
 
@@ -33,7 +36,9 @@ class SourceRequest:
     source_password: str = field(repr=False)
     source_category: str
     task_name: str | None = None
-    copy_compression: str | None = None  # CopyCompression (validated); None: the setting's
+    tls: SourceTlsRequest = field(default_factory=SourceTlsRequest)
+    # Extension request values kept with the task (e.g. CopyCompression).
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,17 @@ class TaskPage:
     events: dict[int, list[Event]]
 
 
-def _task_values(ctx: ServiceContext, req: SourceRequest, kind: TaskKind, name: str) -> dict[str, object]:
+def _check_tls(ctx: AppContext, req: SourceRequest) -> None:
+    # Without a CA of cloudmig's own, libpq would look in ~/.postgresql of whoever runs it.
+    verifying = req.tls.sslmode in ("verify-ca", "verify-full")
+    if verifying and req.tls.root_cert_pem is None and ctx.settings.source_sslrootcert is None:
+        raise errors.InvalidParameter(
+            "SourceSslRootCert", f"SourceSslMode {req.tls.sslmode} needs the CA certificate(s) of the source."
+        )
+
+
+def _task_values(ctx: AppContext, req: SourceRequest, kind: TaskKind, name: str) -> dict[str, object]:
+    _check_tls(ctx, req)
     now = ctx.now()
     return {
         "kind": kind,
@@ -54,24 +69,34 @@ def _task_values(ctx: ServiceContext, req: SourceRequest, kind: TaskKind, name: 
         "source_account": req.source_account,
         "source_password_enc": ctx.box.seal(req.source_password),
         "source_category": req.source_category,
+        "request": {"SourceTls": req.tls.to_json(), **req.extra},
         "stage": MigrateStage.PRECHECK,
         "replication_state": ReplicationState.UNSTARTED,
         "status": TaskStatus.RUNNING,
         "created_at": now,
         "modified_at": now,
-        "request": {"CopyCompression": req.copy_compression} if req.copy_compression else {},
     }
 
 
-def _task_name(ctx: ServiceContext, req: SourceRequest, kind: TaskKind) -> str:
+def _task_name(ctx: AppContext, req: SourceRequest, kind: TaskKind) -> str:
     if req.task_name is None:
-        return new_migration_task_name() if kind is TaskKind.MIGRATION else new_precheck_task_name()
+        return new_task_name()
     if task_store.name_taken(ctx.db, req.instance_id, kind, req.task_name):
         raise errors.TaskNameConflict()
     return req.task_name
 
 
-def create_migration_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord:
+def _non_empty_reason(ctx: AppContext, inst: InstanceRecord) -> str | None:
+    """Why the instance cannot receive a migration (a database or a table exists), or None."""
+    facts = gather_target(target_spec(ctx, inst))
+    if not facts.connected:
+        # The admin role only exists on an instance cloudmig initialised and never migrated into.
+        return f"cloudmig cannot inspect it ({facts.connect_error})"
+    problems = target_not_empty(facts)
+    return "; ".join(problems) if problems else None
+
+
+def create_migration_task(ctx: AppContext, req: SourceRequest) -> TaskRecord:
     inst = get_instance(ctx, req.instance_id)
     if inst.status is not InstanceStatus.RUNNING:
         raise errors.IncorrectInstanceState(
@@ -81,7 +106,7 @@ def create_migration_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord
         raise errors.IncorrectInstanceState(
             f"A migration task ({inst.migration_task_id}) is already using this instance."
         )
-    emptiness = target_probe.non_empty_reason(ctx.provider, inst)
+    emptiness = _non_empty_reason(ctx, inst)
     if emptiness:
         raise errors.IncorrectInstanceState(f"The instance is not empty: {emptiness}.")
     name = _task_name(ctx, req, TaskKind.MIGRATION)
@@ -92,13 +117,13 @@ def create_migration_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord
         raise errors.TaskNameConflict() from None
     if task_id is None:
         raise errors.IncorrectInstanceState("Another migration task started on this instance meanwhile.")
-    wakeups.wake_engine()
+    ctx.notifier.wake_engine()
     rec = task_store.get_task(ctx.db, task_id)
     assert rec is not None
     return rec
 
 
-def create_precheck_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord:
+def create_precheck_task(ctx: AppContext, req: SourceRequest) -> TaskRecord:
     inst = get_instance(ctx, req.instance_id)
     if inst.status is not InstanceStatus.RUNNING:
         raise errors.IncorrectInstanceState(
@@ -109,18 +134,18 @@ def create_precheck_task(ctx: ServiceContext, req: SourceRequest) -> TaskRecord:
         task_id = task_store.insert_task(ctx.db, _task_values(ctx, req, TaskKind.PRECHECK, name))
     except IntegrityError:  # the same TaskName created concurrently
         raise errors.TaskNameConflict() from None
-    wakeups.wake_engine()
+    ctx.notifier.wake_engine()
     rec = task_store.get_task(ctx.db, task_id)
     assert rec is not None
     return rec
 
 
-def describe_tasks(ctx: ServiceContext, f: TaskFilter, *, page_number: int, page_size: int) -> TaskPage:
+def describe_tasks(ctx: AppContext, f: TaskFilter, *, page_number: int, page_size: int) -> TaskPage:
     get_instance(ctx, f.instance_id)
     total, recs = task_store.find_tasks(ctx.db, f, offset=(page_number - 1) * page_size, limit=page_size)
     return TaskPage(total, recs, task_store.events_for(ctx.db, [r.id for r in recs]))
 
 
-def running_migrations(ctx: ServiceContext) -> list[TaskRecord]:
+def running_migrations(ctx: AppContext) -> list[TaskRecord]:
     """Migration tasks still running, across all instances (one query, for samplers)."""
     return task_store.running_migrations(ctx.db)

@@ -54,3 +54,14 @@ def record_nonce(engine: Engine, key_id: str, nonce: str, expires_at: datetime, 
     except IntegrityError:
         return False
     return True
+
+
+def nonce_seen(engine: Engine, key_id: str, nonce: str, now: datetime) -> bool:
+    """True when the nonce is recorded for this key and not expired (a read: works on a full disk)."""
+    with engine.connect() as c:
+        row = c.execute(
+            select(nonces.c.nonce).where(
+                nonces.c.access_key_id == key_id, nonces.c.nonce == nonce, nonces.c.expires_at >= now
+            )
+        ).first()
+    return row is not None

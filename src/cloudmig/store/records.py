@@ -77,6 +77,8 @@ class TaskRecord:
     evidence: dict[str, Any]
     request: dict[str, Any]
     switch_time: datetime | None
+    slot_name: str | None
+    reason_code: str
     lease_owner: str | None
     lease_expires: datetime | None
     created_at: datetime
@@ -91,4 +93,27 @@ class TaskRecord:
         d["status"] = TaskStatus(d["status"])
         for key in ("check_results", "progress", "evidence", "request"):
             d[key] = json.loads(d[key] or ("[]" if key == "check_results" else "{}"))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SlotDropRecord:
+    id: int
+    slot_name: str
+    source_ip: str
+    source_port: int
+    source_account: str
+    source_password_enc: str
+    source_tls: dict[str, Any]
+    task_id: int | None
+    reason: str
+    attempts: int
+    last_error: str
+    created_at: datetime
+    next_attempt_at: datetime
+
+    @classmethod
+    def from_row(cls, m: RowMapping) -> SlotDropRecord:
+        d = dict(m)
+        d["source_tls"] = json.loads(d["source_tls"] or "{}")
         return cls(**d)

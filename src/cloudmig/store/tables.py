@@ -107,6 +107,10 @@ tasks = Table(
     # What the user asked for beyond creation (e.g. a switchover request), JSON.
     Column("request", Text, nullable=False, server_default="{}"),
     Column("switch_time", UTCDateTime(), nullable=True),
+    # The physical slot the task holds on its source (unique per installation, never reused).
+    Column("slot_name", String(63), nullable=True),
+    # The typed failure of a failed task (errors.TaskFailure.code); Reason has its text.
+    Column("reason_code", String(64), nullable=False, server_default=""),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -114,6 +118,8 @@ tasks = Table(
     UniqueConstraint("instance_id", "kind", "name", name="uq_tasks_instance_kind_name"),
     Index("ix_tasks_instance_kind", "instance_id", "kind"),
     Index("ix_tasks_status", "status"),
+    # Never reuse a task id (its slot name and the API's TaskId carry it), SQLite included.
+    sqlite_autoincrement=True,
 )
 
 task_events = Table(
@@ -124,4 +130,35 @@ task_events = Table(
     Column("at", UTCDateTime(), nullable=False),
     Column("section", String(64), nullable=False),
     Column("text", Text, nullable=False),
+)
+
+# Facts about this installation (its id: part of every slot name, so that two cloudmig services
+# migrating from one source never touch each other's slots).
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Replication slots to drop on a source: durable work, retried with back-off until it succeeds
+# (also across restarts and source outages), so that no slot of cloudmig's holds a source's WAL.
+slot_drops = Table(
+    "slot_drops",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("slot_name", String(63), nullable=False),
+    Column("source_ip", String(256), nullable=False),
+    Column("source_port", Integer, nullable=False),
+    Column("source_account", String(128), nullable=False),
+    Column("source_password_enc", Text, nullable=False),
+    # libpq TLS settings of the source connection (JSON), as the task had them.
+    Column("source_tls", Text, nullable=False, server_default="{}"),
+    Column("task_id", BigInteger, nullable=True),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("source_ip", "source_port", "slot_name", name="uq_slot_drops_slot"),
 )

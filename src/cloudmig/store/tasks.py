@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, or_, select, update
 
 from cloudmig.domain.detail import Event
-from cloudmig.domain.enums import InstanceStatus, TaskKind, TaskStatus
+from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskKind, TaskStatus
+from cloudmig.domain.transitions import TRANSITIONS, Transition, sources_of, target_stage
 from cloudmig.store.records import TaskRecord
 from cloudmig.store.tables import instances, task_events, tasks
 
@@ -212,13 +213,33 @@ def release_foreign_leases(engine: Engine, owner: str) -> int:
     return int(res.rowcount)
 
 
-def compare_and_set_stage(
-    engine: Engine, task_id: int, expected: dict[str, Any], now: datetime, **values: Any
+def transition(
+    engine: Engine,
+    task_id: int,
+    move: Transition,
+    now: datetime,
+    *,
+    current: MigrateStage | None = None,
+    **values: Any,
 ) -> bool:
-    """Update only if the task still has the `expected` column values (e.g. stage=increment)."""
-    conds = [tasks.c.id == task_id] + [tasks.c[k] == _encode({k: v})[k] for k, v in expected.items()]
+    """Move a running task's stage by a named transition, atomically: only if it is still running
+    and in a stage the transition may start from (`current` narrows that to one stage). False when
+    the task changed meanwhile (a concurrent request, a cancellation)."""
+    sources = sources_of(move)
+    if current is not None:
+        target_stage(current, move)  # raises IllegalTransition
+        sources = frozenset({current})
+    stage = TRANSITIONS[move][1]
     with engine.begin() as c:
-        res = c.execute(update(tasks).where(*conds).values(modified_at=now, **_encode(values)))
+        res = c.execute(
+            update(tasks)
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.status == TaskStatus.RUNNING.value,
+                tasks.c.stage.in_([s.value for s in sources]),
+            )
+            .values(modified_at=now, stage=stage.value, **_encode(values))
+        )
     return res.rowcount == 1
 
 
@@ -259,4 +280,22 @@ def running_migrations(engine: Engine) -> list[TaskRecord]:
             .mappings()
             .all()
         )
+    return [TaskRecord.from_row(r) for r in rows]
+
+
+def task_with_slot(engine: Engine, slot_name: str) -> TaskRecord | None:
+    with engine.connect() as c:
+        row = c.execute(select(tasks).where(tasks.c.slot_name == slot_name)).mappings().first()
+    return TaskRecord.from_row(row) if row else None
+
+
+def known_sources(engine: Engine, kind: TaskKind) -> list[TaskRecord]:
+    """The newest task of each distinct source (address, port, account) cloudmig has used."""
+    newest = (
+        select(func.max(tasks.c.id))
+        .where(tasks.c.kind == kind.value)
+        .group_by(tasks.c.source_ip, tasks.c.source_port, tasks.c.source_account)
+    )
+    with engine.connect() as c:
+        rows = c.execute(select(tasks).where(tasks.c.id.in_(newest))).mappings().all()
     return [TaskRecord.from_row(r) for r in rows]

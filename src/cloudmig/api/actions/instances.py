@@ -9,8 +9,9 @@ from cloudmig.api.actions.registry import Params, action
 from cloudmig.domain import classes
 from cloudmig.domain.ids import INSTANCE_ID_RE
 from cloudmig.domain.time import gmt
+from cloudmig.domain.validation import valid_account
+from cloudmig.runtime import AppContext
 from cloudmig.services import instances as svc
-from cloudmig.services.context import ServiceContext
 from cloudmig.store.records import InstanceRecord
 
 
@@ -21,7 +22,7 @@ def _instance_id(p: Params, name: str = "DBInstanceId") -> str:
     return value
 
 
-def _common(ctx: ServiceContext, r: InstanceRecord) -> dict[str, Any]:
+def _common(ctx: AppContext, r: InstanceRecord) -> dict[str, Any]:
     cls = classes.lookup(r.instance_class)
     return {
         "DBInstanceId": r.id,
@@ -50,7 +51,7 @@ def _common(ctx: ServiceContext, r: InstanceRecord) -> dict[str, Any]:
 
 
 @action("CreateDBInstance")
-def create_db_instance(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def create_db_instance(ctx: AppContext, p: Params) -> dict[str, Any]:
     req = svc.InstanceRequest(
         engine=p.required_str("Engine", max_len=32),
         engine_version=p.required_str("EngineVersion", max_len=16),
@@ -69,7 +70,7 @@ def create_db_instance(ctx: ServiceContext, p: Params) -> dict[str, Any]:
 
 
 @action("DescribeDBInstances")
-def describe_db_instances(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def describe_db_instances(ctx: AppContext, p: Params) -> dict[str, Any]:
     number, size = p.page(default_size=30)
     total, recs = svc.list_instances(
         ctx,
@@ -88,7 +89,7 @@ def describe_db_instances(ctx: ServiceContext, p: Params) -> dict[str, Any]:
 
 
 @action("DescribeDBInstanceAttribute")
-def describe_db_instance_attribute(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def describe_db_instance_attribute(ctx: AppContext, p: Params) -> dict[str, Any]:
     r = svc.get_instance(ctx, _instance_id(p))
     cls = classes.lookup(r.instance_class)
     # The attribute model names the creation time CreationTime and has no MutriORsignle.
@@ -101,24 +102,29 @@ def describe_db_instance_attribute(ctx: ServiceContext, p: Params) -> dict[str, 
         "MaxConnections": cls.max_connections if cls else 0,
         "CurrentKernelVersion": "",
         "AccountMaxQuantity": 100,
+        # Extension: why a Failed instance failed (empty otherwise).
+        "StatusReason": r.status_reason,
     }
     return {"Items": {"DBInstanceAttribute": [item]}}
 
 
 @action("DeleteDBInstance")
-def delete_db_instance(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def delete_db_instance(ctx: AppContext, p: Params) -> dict[str, Any]:
     svc.delete_instance(ctx, _instance_id(p))
     return {}
 
 
-@action("CreateAccount")
-def create_account(ctx: ServiceContext, p: Params) -> dict[str, Any]:
-    from cloudmig.domain.validation import valid_account
-
-    instance_id = _instance_id(p)
+def _account_name(p: Params) -> str:
     name = p.required_str("AccountName", max_len=63)
     if not valid_account(name):
         raise errors.InvalidParameter("AccountName", "Use letters, digits and underscores.")
+    return name
+
+
+@action("CreateAccount")
+def create_account(ctx: AppContext, p: Params) -> dict[str, Any]:
+    instance_id = _instance_id(p)
+    name = _account_name(p)
     account_type = (p.optional_str("AccountType", max_len=16) or "Normal").lower()
     if account_type not in ("normal", "super"):
         raise errors.InvalidParameter("AccountType", "It must be Normal or Super.")
@@ -130,4 +136,11 @@ def create_account(ctx: ServiceContext, p: Params) -> dict[str, Any]:
         superuser=account_type == "super",
         description=p.optional_str("AccountDescription", max_len=256) or "",
     )
+    return {}
+
+
+@action("ResetAccountPassword")
+def reset_account_password(ctx: AppContext, p: Params) -> dict[str, Any]:
+    instance_id = _instance_id(p)
+    svc.reset_account_password(ctx, instance_id, _account_name(p), p.secret("AccountPassword"))
     return {}

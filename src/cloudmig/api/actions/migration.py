@@ -12,9 +12,15 @@ from cloudmig.domain.detail import render_detail
 from cloudmig.domain.enums import TaskKind
 from cloudmig.domain.ids import INSTANCE_ID_RE
 from cloudmig.domain.time import gmt
-from cloudmig.domain.validation import normalize_source_category, valid_account, valid_host
+from cloudmig.domain.tls import MAX_ROOT_CERT_CHARS, SSL_MODES, SourceTlsRequest
+from cloudmig.domain.validation import (
+    normalize_source_category,
+    valid_account,
+    valid_host,
+    valid_pem_certificates,
+)
+from cloudmig.runtime import AppContext
 from cloudmig.services import migrations as svc
-from cloudmig.services.context import ServiceContext
 from cloudmig.services.migrations import SourceRequest, TaskPage
 from cloudmig.store.tasks import TaskFilter
 
@@ -47,7 +53,25 @@ def _source_request(p: Params) -> SourceRequest:
             "SourceCategory", "It must be idcOnVpc, ecsOnVpc, internet, aliyunRDS or other (any case)."
         )
     task_name = p.optional_str("TaskName", max_len=128)
-    return SourceRequest(instance_id, ip, port, account, password, category, task_name)
+    return SourceRequest(instance_id, ip, port, account, password, category, task_name, tls=_tls(p))
+
+
+def _tls(p: Params) -> SourceTlsRequest:
+    """SourceSslMode and SourceSslRootCert (extensions: the SDKs drop them, the CLI sends them)."""
+    mode = p.optional_str("SourceSslMode", max_len=16)
+    if mode is not None and mode not in SSL_MODES:
+        raise errors.InvalidParameter("SourceSslMode", f"It must be one of {', '.join(SSL_MODES)}.")
+    pem = p.optional_str("SourceSslRootCert", max_len=MAX_ROOT_CERT_CHARS)
+    if pem is not None and not valid_pem_certificates(pem):
+        raise errors.InvalidParameter(
+            "SourceSslRootCert", "It must be one or more PEM-encoded X.509 certificates."
+        )
+    if mode in ("verify-ca", "verify-full") and pem is None:
+        # Without a CA of its own, libpq would look in ~/.postgresql of the user running it.
+        raise errors.InvalidParameter(
+            "SourceSslRootCert", f"SourceSslMode {mode} needs the CA certificate(s)."
+        )
+    return SourceTlsRequest(mode, pem)
 
 
 def _filter(p: Params, kind: TaskKind) -> TaskFilter:
@@ -93,6 +117,11 @@ def _migration_item(page: TaskPage, i: int) -> dict[str, Any]:
         "SwitchTime": gmt(t.switch_time),
         "Progress": _strip_private(t.progress),
         "Evidence": t.evidence,
+        "ReasonCode": t.reason_code or None,
+        # Writes the new primary does not have (None when nothing was lost), and the current
+        # health warning (WAL kept on the source, storage), both null when all is well.
+        "DataLoss": t.evidence.get("DataLoss"),
+        "Warning": (t.progress.get("Health") or {}).get("Warning"),
     }
 
 
@@ -100,6 +129,7 @@ def _strip_private(progress: dict[str, Any]) -> dict[str, Any]:
     return {
         k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
         for k, v in progress.items()
+        if not k.startswith("_")
     }
 
 
@@ -124,27 +154,30 @@ def _copy_compression(p: Params) -> str | None:
 
 
 @action("CreateCloudMigrationTask")
-def create_cloud_migration_task(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def create_cloud_migration_task(ctx: AppContext, p: Params) -> dict[str, Any]:
     compression = _copy_compression(p)
-    t = svc.create_migration_task(ctx, replace(_source_request(p), copy_compression=compression))
+    req = _source_request(p)
+    if compression is not None:
+        req = replace(req, extra={**req.extra, "CopyCompression": compression})
+    t = svc.create_migration_task(ctx, req)
     return {"DBInstanceName": t.instance_id, "TaskId": t.id, "TaskName": t.name}
 
 
 @action("CreateCloudMigrationPrecheckTask")
-def create_cloud_migration_precheck_task(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def create_cloud_migration_precheck_task(ctx: AppContext, p: Params) -> dict[str, Any]:
     t = svc.create_precheck_task(ctx, _source_request(p))
     return {"DBInstanceName": t.instance_id, "TaskId": t.id, "TaskName": t.name}
 
 
 @action("DescribeCloudMigrationResult")
-def describe_cloud_migration_result(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def describe_cloud_migration_result(ctx: AppContext, p: Params) -> dict[str, Any]:
     number, size = p.page()
     page = svc.describe_tasks(ctx, _filter(p, TaskKind.MIGRATION), page_number=number, page_size=size)
     return _page_body(page, number, size, _migration_item)
 
 
 @action("DescribeCloudMigrationPrecheckResult")
-def describe_cloud_migration_precheck_result(ctx: ServiceContext, p: Params) -> dict[str, Any]:
+def describe_cloud_migration_precheck_result(ctx: AppContext, p: Params) -> dict[str, Any]:
     number, size = p.page()
     page = svc.describe_tasks(ctx, _filter(p, TaskKind.PRECHECK), page_number=number, page_size=size)
     return _page_body(page, number, size, _precheck_item)

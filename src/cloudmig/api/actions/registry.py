@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloudmig import errors
-from cloudmig.services.context import ServiceContext
+from cloudmig.runtime import AppContext
 
-Handler = Callable[[ServiceContext, "Params"], dict[str, Any]]
+Handler = Callable[[AppContext, "Params"], dict[str, Any]]
 REGISTRY: dict[str, Handler] = {}
 
 MAX_PARAM_LENGTH = 4096

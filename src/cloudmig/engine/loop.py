@@ -1,50 +1,68 @@
-"""The engine: a loop that keeps leases, hands claimed tasks to worker threads, and runs instance steps."""
+"""The engine: a loop that keeps leases, hands claimed tasks to worker threads, and runs the
+periodic jobs (instance steps, slot drops and the orphan-slot sweep, the post-switch watch)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
-from cloudmig.domain.detail import SECTION_FAILURE
-from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskStatus
-from cloudmig.engine import basebackup, increment, instances, postswitch, precheck, startup, switch, wakeups
-from cloudmig.engine.cleanup import undo
+from cloudmig.domain.enums import InstanceStatus
+from cloudmig.engine import instances, postswitch, slots
 from cloudmig.engine.taskctx import TaskContext
-from cloudmig.errors import StepFailed
-from cloudmig.services.context import ServiceContext
+from cloudmig.engine.worker import run_task
+from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
+from cloudmig.store.db import is_disk_full
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[TaskContext], "float | None"]
 
-STEPS: dict[MigrateStage, Step] = {
-    MigrateStage.PRECHECK: precheck.step,
-    MigrateStage.BASEBACKUP: basebackup.step,
-    MigrateStage.STARTUP: startup.step,
-    MigrateStage.INCREMENT: increment.step,
-    MigrateStage.SWITCH: switch.step,
-}
+class Periodic:
+    """A job run in its own thread every `interval` seconds (never two at once); `due_now` makes
+    the next tick run it."""
 
-# Consecutive unexpected failures of one stage before the task is failed (increment never gives up).
-MAX_ATTEMPTS = 5
+    def __init__(self, name: str, interval: Callable[[], float], job: Callable[[], None]) -> None:
+        self.name, self.interval, self.job = name, interval, job
+        self.last = float("-inf")
+        self.thread: threading.Thread | None = None
+
+    def tick(self, now: float) -> None:
+        if now - self.last < self.interval() or (self.thread is not None and self.thread.is_alive()):
+            return
+        self.last = now
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.job()
+        except Exception:
+            log.exception("%s failed", self.name)
 
 
 class Engine:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.owner = f"{uuid.uuid4()}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._workers: dict[int, tuple[threading.Thread, threading.Event]] = {}
         self._instance_workers: dict[str, threading.Thread] = {}
-        self._watcher: threading.Thread | None = None
-        self._last_watch = 0.0
         self._lock = threading.Lock()
+        s = ctx.settings
+        self._periodic = [
+            Periodic("post-switch", lambda: s.post_switch_check_seconds, lambda: postswitch.check_all(ctx)),
+            # Due slot drops are retried every few ticks; the sweep for orphans less often.
+            Periodic(
+                "slot-drops", lambda: max(s.engine_tick_seconds * 5, 1.0), lambda: slots.process_due(ctx)
+            ),
+            Periodic(
+                "slot-sweep", lambda: s.slot_sweep_seconds, lambda: slots.sweep(ctx, ctx.installation_id())
+            ),
+        ]
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -69,6 +87,8 @@ class Engine:
             th.join(timeout)
 
     def _recover_instances(self) -> None:
+        """After a restart of the host, start every instance that should run, whatever task it
+        belongs to (a promoted target of an unfinished switchover included)."""
         for inst in instance_store.in_status(self.ctx.db, InstanceStatus.RUNNING):
             try:
                 instances.ensure_running(self.ctx, inst)
@@ -81,9 +101,10 @@ class Engine:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:
-                log.exception("engine tick failed")
-            wakeups.engine_sleep(self.ctx.settings.engine_tick_seconds, self._stop)
+            except Exception as exc:
+                if not is_disk_full(exc):  # a full store disk is logged by the store, once a minute
+                    log.exception("engine tick failed")
+            self.ctx.notifier.engine_sleep(self.ctx.settings.engine_tick_seconds, self._stop)
 
     def tick(self) -> None:
         s = self.ctx.settings
@@ -108,20 +129,9 @@ class Engine:
                 self._workers[tid] = (th, ev)
                 th.start()
             self._tick_instances()
-            self._tick_post_switch()
-
-    def _tick_post_switch(self) -> None:
-        due = time.monotonic() - self._last_watch >= self.ctx.settings.post_switch_check_seconds
-        if not due or (self._watcher is not None and self._watcher.is_alive()):
-            return
-        self._last_watch = time.monotonic()
-        self._watcher = threading.Thread(
-            target=self._guarded,
-            args=(postswitch.check_all,),
-            name="post-switch",
-            daemon=True,
-        )
-        self._watcher.start()
+        monotonic = self.ctx.clock.monotonic()
+        for job in self._periodic:
+            job.tick(monotonic)
 
     def _tick_instances(self) -> None:
         for name in [n for n, th in self._instance_workers.items() if not th.is_alive()]:
@@ -130,11 +140,13 @@ class Engine:
             if inst.id in self._instance_workers:
                 continue
             fn = instances.create if inst.status is InstanceStatus.CREATING else instances.delete
-            th = threading.Thread(target=self._guarded, args=(fn, inst), name=f"inst-{inst.id}", daemon=True)
+            th = threading.Thread(
+                target=self._instance_step, args=(fn, inst), name=f"inst-{inst.id}", daemon=True
+            )
             self._instance_workers[inst.id] = th
             th.start()
 
-    def _guarded(self, fn: Callable[..., None], *args: object) -> None:
+    def _instance_step(self, fn: Callable[..., None], *args: object) -> None:
         try:
             fn(self.ctx, *args)
         except Exception:
@@ -147,48 +159,9 @@ class Engine:
         if rec is None:
             return
         tc = TaskContext(self.ctx, rec, stop)
-        failures = 0
-        last_error = ""
         try:
-            while not stop.is_set() and not self._stop.is_set():
-                task = tc.refresh()
-                if task.status is not TaskStatus.RUNNING:
-                    return
-                step = STEPS.get(task.stage)
-                if step is None:
-                    return
-                try:
-                    delay = step(tc)
-                    failures, last_error = 0, ""
-                except (StepFailed, precheck.PrecheckFailed) as exc:
-                    self._fail(tc, str(exc))
-                    return
-                except Exception as exc:
-                    if stop.is_set():
-                        return  # told to stop (lease lost or task cancelled): not a failure of the step
-                    failures += 1
-                    text = f"{type(exc).__name__}: {exc}"
-                    log.warning(
-                        "task %s stage %s failed (attempt %d): %s", task_id, task.stage, failures, text
-                    )
-                    if text != last_error:
-                        tc.event(SECTION_FAILURE, f"Stage {task.stage.value} failed, will retry: {text}")
-                        last_error = text
-                    if failures >= MAX_ATTEMPTS and task.stage is not MigrateStage.INCREMENT:
-                        self._fail(tc, f"stage {task.stage.value} failed {failures} times: {text}")
-                        return
-                    delay = min(2.0**failures, 30.0)
-                if delay:
-                    wakeups.sleep(task_id, delay, stop)
+            run_task(tc, self._stop)
         finally:
             tc.close_connections()
-            wakeups.forget(task_id)
+            self.ctx.notifier.forget(task_id)
             task_store.release_lease(self.ctx.db, task_id, self.owner)
-
-    def _fail(self, tc: TaskContext, reason: str) -> None:
-        tc.event(SECTION_FAILURE, reason)
-        tc.fail(reason)
-        try:
-            undo(tc)
-        except Exception:
-            log.exception("cleanup after failed task %s failed", tc.task.id)

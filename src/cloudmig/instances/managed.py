@@ -1,0 +1,142 @@
+"""One managed instance as the engine and the services act on it: its paths, its server lifecycle,
+its configuration, and connections over its admin socket. The engine calls this object instead of
+assembling bin dirs, OS users and socket paths itself."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from cloudmig.domain import classes
+from cloudmig.domain.classes import InstanceClass
+from cloudmig.domain.reserved import ADMIN_ROLE
+from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.pg import ctl
+from cloudmig.pg.conf import StandbyConf
+from cloudmig.pg.source import SourceEndpoint
+from cloudmig.pg.sql import connect_socket
+from cloudmig.store.records import InstanceRecord
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+# Observation must notice a stopped or frozen server within one interval.
+OBSERVE_CONNECT_TIMEOUT = 3
+
+
+@dataclass(frozen=True)
+class ManagedInstance:
+    provider: LocalInstanceProvider
+    id: str
+    port: int
+    major: int
+    instance_class: InstanceClass
+    storage_gb: int
+
+    @classmethod
+    def of(cls, provider: LocalInstanceProvider, rec: InstanceRecord) -> ManagedInstance:
+        klass = classes.lookup(rec.instance_class)
+        if klass is None:
+            raise ValueError(f"instance {rec.id} has an unknown class {rec.instance_class!r}")
+        return cls(provider, rec.id, rec.port, rec.major, klass, rec.storage_gb)
+
+    # ---- paths -----------------------------------------------------------------------------------
+
+    @property
+    def pgdata(self) -> Path:
+        return self.provider.pgdata(self.id)
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.provider.socket_dir(self.id)
+
+    @property
+    def logfile(self) -> Path:
+        return self.provider.logfile(self.id)
+
+    @property
+    def passfile(self) -> Path:
+        return self.provider.passfile_path(self.id)
+
+    @property
+    def storage_bytes(self) -> int:
+        return self.storage_gb * 1024**3
+
+    # ---- server lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.provider.start(self.id, self.major)
+
+    def stop(self, mode: str = "fast") -> None:
+        self.provider.stop(self.id, self.major, mode=mode)
+
+    def is_running(self) -> bool:
+        return self.provider.is_running(self.id, self.major)
+
+    def ensure_running(self) -> bool:
+        """Start the server unless it runs; True when it had to be started."""
+        if self.is_running():
+            return False
+        self.start()
+        return True
+
+    def reload(self) -> None:
+        ctl.reload(self.provider.bin_dir(self.major), self.pgdata, user=self.provider.user)
+
+    def promote(self) -> None:
+        self.provider.promote(self.id, self.major)
+
+    def create(self) -> None:
+        self.provider.create(self.id, port=self.port, cls=self.instance_class, major=self.major)
+
+    def reset(self) -> None:
+        """An empty running cluster again; a complete copy in it is kept aside."""
+        self.provider.reset(self.id, port=self.port, cls=self.instance_class, major=self.major)
+
+    def wipe_for_copy(self) -> Path:
+        return self.provider.wipe_pgdata(self.id, self.major)
+
+    def mark_copy_complete(self) -> None:
+        self.provider.mark_copy_complete(self.id)
+
+    def destroy(self) -> None:
+        self.provider.destroy(self.id, self.major)
+
+    # ---- configuration ---------------------------------------------------------------------------
+
+    def apply_conf(self, standby: StandbyConf | None = None) -> list[str]:
+        """Write cloudmig's configuration (see pg.conf.apply_managed_conf); takes effect on start
+        or reload. Returns the copied settings it removed."""
+        return self.provider.apply_conf(self.id, self.port, self.instance_class, standby=standby)
+
+    def write_source_passfile(self, endpoint: SourceEndpoint, password: str) -> Path:
+        return self.provider.write_source_passfile(self.id, endpoint, password)
+
+    def remove_passfile(self) -> None:
+        self.passfile.unlink(missing_ok=True)
+
+    # ---- access ----------------------------------------------------------------------------------
+
+    def connect(self, user: str = ADMIN_ROLE, *, dbname: str = "postgres", connect_timeout: int = 10) -> Conn:
+        """An autocommit connection over the admin socket (trust: only root and the PostgreSQL OS
+        user reach it). Before promotion the cluster has the source's roles, not ADMIN_ROLE."""
+        return connect_socket(
+            self.socket_dir, self.port, user, dbname=dbname, connect_timeout=connect_timeout
+        )
+
+    def free_bytes(self) -> int:
+        return self.provider.free_bytes(self.id)
+
+    def size_bytes(self) -> int:
+        """Bytes the instance's data directory occupies (what counts against DBInstanceStorage)."""
+        total = 0
+        for root, _dirs, files in os.walk(self.pgdata):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                except FileNotFoundError:  # a WAL segment recycled while walking
+                    continue
+        return total

@@ -1,0 +1,133 @@
+"""What is writing on a server: transaction ids and the sessions that hold them.
+
+A write takes a transaction id. The snapshot's xmax (one past the latest completed transaction id)
+moves whenever a transaction that had an id ends, and `pg_stat_activity.backend_xid` shows who
+holds one right now; together they prove a server quiet, unlike a moment of WAL silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+# The 64-bit (epoch-extended) snapshot xmax; pg_snapshot and pg_current_snapshot exist since 13.
+_XMAX_13 = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"
+_XMAX_OLD = "SELECT txid_snapshot_xmax(txid_current_snapshot())::text"
+
+
+def _major(conn: Conn) -> int:
+    return conn.info.server_version // 10000
+
+
+def completed_xid_horizon(conn: Conn) -> int:
+    """One past the latest completed transaction id (moves when a writing transaction ends).
+    Read in its own statement, so in autocommit a fresh snapshot every call."""
+    row = conn.execute(_XMAX_13 if _major(conn) >= 13 else _XMAX_OLD).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def current_wal_insert_lsn_text(conn: Conn) -> str:
+    row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@dataclass(frozen=True)
+class Session:
+    """A backend as an operator would name it in a refusal."""
+
+    pid: int
+    backend_type: str
+    database: str
+    user: str
+    application_name: str
+    client_addr: str
+    superuser: bool
+    holds_xid: bool
+    # The first word of its current or last statement, and when its state last changed (epoch s,
+    # the server's clock): a session that finished an INSERT a moment ago was writing.
+    verb: str = ""
+    state_change: float | None = None
+
+    @property
+    def last_statement_wrote(self) -> bool:
+        return self.verb in WRITE_VERBS
+
+    @property
+    def is_client(self) -> bool:
+        return self.backend_type == "client backend"
+
+    @property
+    def is_maintenance(self) -> bool:
+        # autovacuum's ANALYZE takes a transaction id; it writes no user data.
+        return self.backend_type in ("autovacuum worker", "autovacuum launcher")
+
+    def describe(self) -> str:
+        who = f"user {self.user or '?'} on database {self.database or '?'}"
+        app = f", application {self.application_name}" if self.application_name else ""
+        addr = f", from {self.client_addr}" if self.client_addr else ""
+        su = ", superuser" if self.superuser else ""
+        return f"pid {self.pid} ({who}{app}{addr}{su})"
+
+
+WRITE_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "TRUNCATE", "COMMIT", "END"})
+
+_SESSIONS = (
+    "SELECT a.pid, coalesce(a.backend_type, ''), coalesce(a.datname, ''), coalesce(a.usename, ''),"
+    " coalesce(a.application_name, ''), coalesce(host(a.client_addr), ''),"
+    " coalesce(r.rolsuper, false), a.backend_xid IS NOT NULL,"
+    " upper(split_part(ltrim(coalesce(a.query, '')), ' ', 1)), extract(epoch FROM a.state_change)::float8"
+    " FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid"
+    " WHERE a.pid <> pg_backend_pid()"
+)
+
+
+def sessions(conn: Conn, *, only_xid_holders: bool = False) -> list[Session]:
+    """Other backends (pg_monitor sees every one)."""
+    query = _SESSIONS + (" AND a.backend_xid IS NOT NULL" if only_xid_holders else "")
+    return [
+        Session(
+            int(r[0]),
+            str(r[1]),
+            str(r[2]),
+            str(r[3]),
+            str(r[4]),
+            str(r[5]),
+            bool(r[6]),
+            bool(r[7]),
+            str(r[8]).rstrip(";"),
+            None if r[9] is None else float(r[9]),
+        )
+        for r in conn.execute(query).fetchall()
+    ]
+
+
+def server_epoch(conn: Conn) -> float:
+    row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def terminate_client_sessions(conn: Conn, *, may_end_superusers: bool) -> tuple[int, list[Session]]:
+    """End every client session but this one (walsenders are not client backends). Returns how many
+    were ended and the ones that could not be (superusers' sessions, for a non-superuser)."""
+    ended = 0
+    kept: list[Session] = []
+    for s in sessions(conn):
+        if not s.is_client:
+            continue
+        if s.superuser and not may_end_superusers:
+            kept.append(s)
+            continue
+        try:
+            row = conn.execute("SELECT pg_terminate_backend(%s)", (s.pid,)).fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            kept.append(s)
+            continue
+        ended += int(bool(row and row[0]))
+    return ended, kept

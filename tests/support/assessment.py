@@ -1,0 +1,226 @@
+"""Helpers of the assessment's func tests (tests/func/test_assessment*.py): targets made by the local
+provider, sources with the migration account, a CA and server certificates for TLS sources, and
+assertions on report lines."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cloudmig.checks import TargetSpec, run_assessment
+from cloudmig.checks.catalogue import CATALOGUE
+from cloudmig.domain.checks import CheckResult, render_report
+from cloudmig.domain.classes import CATALOGUE as CLASSES
+from cloudmig.domain.classes import InstanceClass
+from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.pg.conf import atomic_write
+from cloudmig.pg.source import Source, SourceTls
+from tests.support.pgcluster import DEFAULT_MAJOR, DEFAULT_PASSWORD, SourceCluster, free_port, make_settings
+
+ACCOUNT = "migratetest"
+MEDIUM = CLASSES["pg.n2.medium.2c"]  # max_connections 400, max_wal_senders 16, ...
+MB = 1024 * 1024
+# A source is healthy only with a bounded max_slot_wal_keep_size (the default -1 is a warning), and
+# its configuration changes nothing on the way (the class's max_connections and max_wal_senders).
+HEALTHY_SETTINGS: dict[str, object] = {
+    "max_slot_wal_keep_size": "2GB",
+    "max_connections": MEDIUM.max_connections,
+    "max_wal_senders": MEDIUM.max_wal_senders,
+}
+FENCE_GRANTS_15 = (
+    f"GRANT ALTER SYSTEM ON PARAMETER default_transaction_read_only TO {ACCOUNT}",
+    f"GRANT EXECUTE ON FUNCTION pg_reload_conf() TO {ACCOUNT}",
+    f"GRANT pg_signal_backend TO {ACCOUNT}",
+)
+
+
+# ---- targets -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    provider: LocalInstanceProvider
+    instance_id: str
+    port: int
+    major: int
+
+    def spec(
+        self,
+        *,
+        storage_gb: int = 10,
+        cls: InstanceClass = MEDIUM,
+        allow: frozenset[str] | None = None,
+    ) -> TargetSpec:
+        return TargetSpec(
+            major=self.major,
+            instance_class=cls,
+            storage_gb=storage_gb,
+            free_bytes=lambda: self.provider.free_bytes(self.instance_id),
+            connect_admin=lambda dbname: self.provider.connect_admin(
+                self.instance_id, self.port, dbname=dbname
+            ),
+            extension_allow_list=allow,
+            pg_bin_dirs=tuple(self.provider.settings.pg_bin_dirs),
+        )
+
+    def sql(self, query: str, dbname: str = "postgres") -> list[tuple[Any, ...]]:
+        with self.provider.connect_admin(self.instance_id, self.port, dbname=dbname) as conn:
+            cur = conn.execute(query)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description is not None else []
+
+
+@contextlib.contextmanager
+def make_target(base: Path, instance_id: str, major: int = DEFAULT_MAJOR) -> Iterator[Target]:
+    provider = LocalInstanceProvider(make_settings(base))
+    port = free_port()
+    try:
+        provider.create(instance_id, port=port, cls=MEDIUM, major=major)
+        yield Target(provider, instance_id, port, major)
+    finally:
+        provider.destroy(instance_id, major)
+
+
+# ---- sources -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def make_source(
+    base: Path,
+    settings: Mapping[str, object] | None = None,
+    *,
+    major: int = DEFAULT_MAJOR,
+    prepare: Callable[[SourceCluster], None] | None = None,
+) -> Iterator[SourceCluster]:
+    """A source with the migration account; `prepare` runs before its first start when given."""
+    cluster = SourceCluster.create(base, major=major, settings=settings, start=prepare is None)
+    try:
+        if prepare is not None:
+            prepare(cluster)
+            cluster.start()
+        cluster.create_migration_account(ACCOUNT)
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def spec_of(
+    cluster: SourceCluster,
+    account: str = ACCOUNT,
+    password: str = DEFAULT_PASSWORD,
+    *,
+    tls: SourceTls | None = None,
+    category: str = "ecsonvpc",
+    connect_timeout: int = 5,
+) -> Source:
+    return Source.with_password(
+        cluster.host,
+        cluster.port,
+        account,
+        password,
+        connect_timeout=connect_timeout,
+        tls=tls or SourceTls(),
+        category=category,
+    )
+
+
+# ---- TLS ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_cert: Path  # PEM of the CA that signed the server certificate
+    server_cert: Path
+    server_key: Path
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def make_pki(directory: Path, host: str = "127.0.0.1", *, owner: Any = None) -> Pki:
+    """A CA and a server certificate for `host` signed by it, written into `directory` (the key 0600,
+    owned by `owner`, as PostgreSQL insists)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_name = _name(f"cloudmig test CA {x509.random_serial_number():x}")  # another CA is another name
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(host))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pki = Pki(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+    atomic_write(pki.ca_cert, ca.public_bytes(serialization.Encoding.PEM).decode(), user=owner, mode=0o644)
+    atomic_write(
+        pki.server_cert, cert.public_bytes(serialization.Encoding.PEM).decode(), user=owner, mode=0o644
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    atomic_write(pki.server_key, key_pem.decode(), user=owner, mode=0o600)
+    return pki
+
+
+def ssl_settings(pki: Pki) -> dict[str, object]:
+    return {"ssl": True, "ssl_cert_file": str(pki.server_cert), "ssl_key_file": str(pki.server_key)}
+
+
+# ---- reports ------------------------------------------------------------------------------------------
+
+
+def assess(source: Source, target: TargetSpec) -> tuple[list[CheckResult], str]:
+    results = run_assessment(source, target)
+    report = render_report(results)
+    assert source.password not in report
+    assert len(results) == len(CATALOGUE) == 26  # every sub-check is always in the list
+    return results, report
+
+
+def line_of(report: str, name: str) -> str:
+    found = [line for line in report.splitlines() if line.startswith(f"{name}: ")]
+    assert len(found) == 1, report
+    return found[0]
+
+
+def assert_fails(report: str, expected_line: str) -> None:
+    name = expected_line.split(": ", 1)[0]
+    assert line_of(report, name) == expected_line, report
+    assert report.endswith("*Migrate check failed*\n"), report
+
+
+def assert_warns(report: str, expected_line: str) -> None:
+    name = expected_line.split(": ", 1)[0]
+    assert line_of(report, name) == expected_line, report
+    assert report.endswith("*Migrate check success*\n"), report
