@@ -328,3 +328,52 @@ def test_two_copies_share_a_per_host_budget(base: Path) -> None:
         for s in sources:
             s.destroy()
         link_cm.__exit__(None, None, None)
+
+
+def test_a_relayed_copy_keeps_tls_verify_full(service: Service, base: Path) -> None:
+    """A compressed copy goes through the relay: with a hostssl-only source and sslmode=verify-full,
+    pg_basebackup still verifies the source's certificate against its name (host=, not hostaddr=)."""
+    from tests.support.tls import make_pki
+
+    from cloudmig.pg.conf import atomic_write
+
+    pki = make_pki()
+    src = SourceCluster.create(make_base_dir("srctls-", parent=base), start=False)
+    try:
+        for name, text in (("server.crt", pki.server_cert_pem), ("server.key", pki.server_key_pem)):
+            atomic_write(src.pgdata / name, text, user=src.user, mode=0o600)
+        with (src.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        src.set_hba(
+            (
+                "local all all trust",
+                "local replication all trust",
+                "hostssl all all 127.0.0.1/32 scram-sha-256",
+                "hostssl replication all 127.0.0.1/32 scram-sha-256",
+            ),
+            reload=False,
+        )
+        src.start()
+        _fill(src, rows=20_000)
+        client = service.tea()
+        iid = create_instance(client)
+        attr = wait_running(client, iid)
+        req = CreateCloudMigrationTaskRequest()
+        for name, value in (
+            ("DBInstanceName", iid),
+            ("SourceIpAddress", "127.0.0.1"),
+            ("SourcePort", src.port),
+            ("SourceAccount", "migratetest"),
+            ("SourcePassword", MIGRATION_PASSWORD),
+            ("SourceCategory", "ecsOnVpc"),
+            ("SourceSslMode", "verify-full"),
+            ("SourceSslRootCert", pki.ca_pem),
+            ("CopyCompression", "lz4"),
+        ):
+            req.add_query_param(name, value)
+        task_id = int(service.core_call(req)["TaskId"])
+        bb = copy_progress(wait_streaming(service, iid, task_id))
+        assert bb["Compression"] == "lz4" and bb["WireBytes"] > 0, bb  # relayed, and over TLS only
+        assert target_checksum(attr) == tuple(src.sql(CHECKSUM_SQL)[0])
+    finally:
+        src.destroy()
