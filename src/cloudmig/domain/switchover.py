@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_pascal
 
 from cloudmig.domain.lsn import format_lsn, parse_lsn
 from cloudmig.domain.time import gmt
+from cloudmig.domain.units import human_bytes
 
 
 def _as_utc(value: Any) -> Any:
@@ -134,3 +135,17 @@ def load_request(raw: dict[str, Any]) -> SwitchRequest | None:
     """The switchover request recorded in a task's `request` JSON, if any."""
     data = raw.get("Switch")
     return SwitchRequest.model_validate(data) if data else None
+
+
+def describe_data_loss(raw: Any) -> str | None:
+    """A DataLoss record (its JSON form) in words, or None when nothing was lost: one wording for
+    the CLI, the console and anything else that shows it."""
+    if not isinstance(raw, dict) or not raw:
+        return None
+    parts = []
+    if raw.get("RowsAfterCut"):
+        parts.append(f"{raw['RowsAfterCut']} row change(s) written to the old source after the cut")
+    if raw.get("BytesNotReplayed"):
+        parts.append(f"{human_bytes(raw['BytesNotReplayed'])} of the source's WAL not replayed")
+    what = " and ".join(parts) or "writes"
+    return f"{what}: not on the new primary (detected {raw.get('DetectedAt') or 'at an unknown time'})"
