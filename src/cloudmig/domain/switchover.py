@@ -94,6 +94,11 @@ class SwitchEvidence(_Record):
     # What postgresql.auto.conf gave default_transaction_read_only before the fence (restored on lift).
     fence_previous: str | None = None
     fence_lift_hint: str | None = None
+    # When new sessions became read-only (the source's clock).
+    fence_up_at: UtcTime | None = None
+    # What the fence does not hold (superuser sessions cloudmig may not end, role or database
+    # settings that beat it): the proof that nothing writes then watches full-length windows.
+    unfenced: list[str] | None = None
     gate_seconds: float | None = None
     cut_lsn: Lsn | None = None
     cut_xid: int | None = None  # the source's next transaction id at the cut

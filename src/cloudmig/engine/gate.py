@@ -35,14 +35,20 @@ class QuietProof:
     why: str = ""
 
 
-def _writing(s: Session, since: float) -> bool:
-    """Holds a transaction id, or is a client that finished a writing statement in the window."""
+def _writing(s: Session, since: float, read_only_since: float | None) -> bool:
+    """Holds a transaction id, or is a client that finished a writing statement in the window and
+    could have written: under a fence, a session that started after it is read-only (its INSERTs
+    fail), so its statements name nobody; were it to write, the horizon says so all the same."""
     if s.holds_xid:
         return True
+    if read_only_since is not None and s.backend_start is not None and s.backend_start >= read_only_since:
+        return False
     return s.is_client and s.last_statement_wrote and s.state_change is not None and s.state_change >= since
 
 
-def _watch_window(conn: Conn, seconds: float, stop: Callable[[], bool]) -> tuple[int, int, list[Session]]:
+def _watch_window(
+    conn: Conn, seconds: float, stop: Callable[[], bool], read_only_since: float | None
+) -> tuple[int, int, list[Session]]:
     """(horizon before, horizon after, sessions seen writing) over one window."""
     since = activity.server_epoch(conn)
     before = activity.completed_xid_horizon(conn)
@@ -50,7 +56,7 @@ def _watch_window(conn: Conn, seconds: float, stop: Callable[[], bool]) -> tuple
     end = time.monotonic() + seconds
     while True:
         for s in activity.sessions(conn):
-            if _writing(s, since):
+            if _writing(s, since, read_only_since):
                 seen[s.pid] = s
         if time.monotonic() >= end or stop():
             break
@@ -63,13 +69,20 @@ def _watch_window(conn: Conn, seconds: float, stop: Callable[[], bool]) -> tuple
 
 
 def prove_quiet(
-    conn: Conn, *, window: float, attempts: int, stop: Callable[[], bool] = lambda: False
+    conn: Conn,
+    *,
+    window: float,
+    attempts: int,
+    stop: Callable[[], bool] = lambda: False,
+    read_only_since: float | None = None,
 ) -> QuietProof:
+    """`read_only_since`: the server time (epoch s) from which new sessions are read-only (a fence
+    that no role or database setting overrides), or None."""
     started = time.monotonic()
     proof = QuietProof(quiet=False)
     for n in range(1, attempts + 1):
         proof.windows = n
-        before, after, seen = _watch_window(conn, window, stop)
+        before, after, seen = _watch_window(conn, window, stop, read_only_since)
         writers = [s for s in seen if not s.is_maintenance]
         if writers:
             proof.writers = writers

@@ -51,6 +51,16 @@ def take_baseline(source: Source, conn: psycopg.Connection, cut_xid: int | None)
     return {"Xid": xid, "Databases": _counters(source, conn)}
 
 
+def unexplained_transactions(source: Source, conn: psycopg.Connection, watch: dict[str, Any]) -> int:
+    """Transactions with an id that ended on the source since the baseline and that ANALYZE (which
+    takes one and changes no user row) does not explain."""
+    ended = activity.completed_xid_horizon(conn) - int(watch["Xid"])
+    if ended <= 0:
+        return 0
+    analyzes = max(_sum(_counters(source, conn)).analyzes - _sum(watch["Databases"]).analyzes, 0)
+    return max(ended - analyzes, 0)
+
+
 def check_all(ctx: AppContext) -> None:
     since = ctx.now() - timedelta(hours=ctx.settings.post_switch_watch_hours)
     for task in task_store.succeeded_migrations(ctx.db, since):

@@ -7,12 +7,16 @@ holds one right now; together they prove a server quiet, unlike a moment of WAL 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 Conn = psycopg.Connection[tuple[Any, ...]]
+
+# How long ending sessions waits for them to be gone.
+TERMINATE_WAIT_SECONDS = 5.0
 
 # The 64-bit (epoch-extended) snapshot xmax; pg_snapshot and pg_current_snapshot exist since 13.
 _XMAX_13 = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"
@@ -53,6 +57,7 @@ class Session:
     # the server's clock): a session that finished an INSERT a moment ago was writing.
     verb: str = ""
     state_change: float | None = None
+    backend_start: float | None = None
 
     @property
     def last_statement_wrote(self) -> bool:
@@ -81,7 +86,8 @@ _SESSIONS = (
     "SELECT a.pid, coalesce(a.backend_type, ''), coalesce(a.datname, ''), coalesce(a.usename, ''),"
     " coalesce(a.application_name, ''), coalesce(host(a.client_addr), ''),"
     " coalesce(r.rolsuper, false), a.backend_xid IS NOT NULL,"
-    " upper(split_part(ltrim(coalesce(a.query, '')), ' ', 1)), extract(epoch FROM a.state_change)::float8"
+    " upper(split_part(ltrim(coalesce(a.query, '')), ' ', 1)), extract(epoch FROM a.state_change)::float8,"
+    " extract(epoch FROM a.backend_start)::float8"
     " FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid"
     " WHERE a.pid <> pg_backend_pid()"
 )
@@ -102,6 +108,7 @@ def sessions(conn: Conn, *, only_xid_holders: bool = False) -> list[Session]:
             bool(r[7]),
             str(r[8]).rstrip(";"),
             None if r[9] is None else float(r[9]),
+            None if r[10] is None else float(r[10]),
         )
         for r in conn.execute(query).fetchall()
     ]
@@ -113,10 +120,14 @@ def server_epoch(conn: Conn) -> float:
     return float(row[0])
 
 
-def terminate_client_sessions(conn: Conn, *, may_end_superusers: bool) -> tuple[int, list[Session]]:
-    """End every client session but this one (walsenders are not client backends). Returns how many
-    were ended and the ones that could not be (superusers' sessions, for a non-superuser)."""
-    ended = 0
+def terminate_client_sessions(
+    conn: Conn, *, may_end_superusers: bool, wait_seconds: float = TERMINATE_WAIT_SECONDS
+) -> tuple[int, list[Session]]:
+    """End every client session but this one (walsenders are not client backends) and wait until
+    they are gone: a backend ends its transaction (commit or abort) on its way out, and the proof
+    that nothing writes must not start before. Returns how many were ended and the ones that could
+    not be (superusers' sessions, for a non-superuser)."""
+    ended: list[int] = []
     kept: list[Session] = []
     for s in sessions(conn):
         if not s.is_client:
@@ -129,5 +140,12 @@ def terminate_client_sessions(conn: Conn, *, may_end_superusers: bool) -> tuple[
         except psycopg.errors.InsufficientPrivilege:
             kept.append(s)
             continue
-        ended += int(bool(row and row[0]))
-    return ended, kept
+        if row and row[0]:
+            ended.append(s.pid)
+    deadline = time.monotonic() + wait_seconds
+    while ended and time.monotonic() < deadline:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (ended,)).fetchone()
+        if not row or not row[0]:
+            break
+        time.sleep(0.01)
+    return len(ended), kept

@@ -28,9 +28,24 @@ def lift_role_hint(roles: list[str]) -> str:
 
 
 def auto_conf_value(conn: Conn) -> str | None:
-    """The value postgresql.auto.conf (ALTER SYSTEM) gives the setting, if it gives one."""
+    """The value postgresql.auto.conf (ALTER SYSTEM) gives the setting, if it gives one.
+
+    pg_file_settings is for superusers; otherwise pg_settings says which file the value in effect
+    came from (pg_read_all_settings, part of pg_monitor): postgresql.auto.conf is read last, so if
+    it sets the parameter that is where the value comes from, unless a role or database setting
+    beats it (then the fence reports that setting and this reads as unset)."""
+    try:
+        row = conn.execute(
+            "SELECT setting FROM pg_file_settings WHERE name = %s AND sourcefile LIKE %s"
+            " ORDER BY seqno DESC LIMIT 1",
+            (SETTING, "%postgresql.auto.conf"),
+        ).fetchone()
+        return None if row is None else str(row[0])
+    except psycopg.errors.InsufficientPrivilege:
+        pass
     row = conn.execute(
-        "SELECT setting FROM pg_file_settings WHERE name = %s AND sourcefile LIKE %s ORDER BY seqno DESC LIMIT 1",
+        "SELECT setting FROM pg_settings WHERE name = %s AND source = 'configuration file'"
+        " AND sourcefile LIKE %s",
         (SETTING, "%postgresql.auto.conf"),
     ).fetchone()
     return None if row is None else str(row[0])
@@ -105,3 +120,23 @@ def roles_still_fenced(conn: Conn, roles: list[str]) -> bool:
         (roles, SETTING + "=on"),
     ).fetchone()
     return row is not None and int(row[0]) == len(roles)
+
+
+def overriding_settings(conn: Conn, method_role_settings: bool) -> list[str]:
+    """Role or database settings of the parameter that beat the fence: new sessions they apply to
+    are not read-only. ALTER SYSTEM loses to every role and database setting; a role-wide setting
+    loses only to settings of roles it could not fence (their own role-wide value, or one for a
+    single database)."""
+    rows = conn.execute(
+        "SELECT coalesce(r.rolname, ''), coalesce(d.datname, ''), c FROM pg_db_role_setting s"
+        " LEFT JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase,"
+        " unnest(s.setconfig) c WHERE c LIKE %s AND c <> %s",
+        (SETTING + "=%", SETTING + "=on"),
+    ).fetchall()
+    out: list[str] = []
+    for role, db, setting in rows:
+        if method_role_settings and not role:
+            continue  # a database's setting loses to the fence's role-wide one
+        where = " in ".join(x for x in (f"role {role}" if role else "", f"database {db}" if db else "") if x)
+        out.append(f"{where} sets {setting}")
+    return out
