@@ -71,7 +71,7 @@ def test_alter_system_fence_resumes_with_the_value_found_first(fake_pg: dict[str
     fake_pg["auto_conf"] = "on"
     fence.raise_fence(tc, None, ev, FenceMethod.ALTER_SYSTEM)  # type: ignore[arg-type]
     assert ev.fence_state is FenceState.UP and ev.fence_previous == "off"
-    assert ev.fence_up_at is not None and tc.saved[-1]["FenceUpAt"] == "2027-01-15T08:00:00Z"
+    assert ev.fence_up_at is not None and ev.to_json()["FenceUpAt"] == "2027-01-15T08:00:00Z"
     # Up already (a restart in the quiet proof): not raised again, sessions ended again.
     fence.raise_fence(tc, None, ev, FenceMethod.ALTER_SYSTEM)  # type: ignore[arg-type]
     assert fake_pg["raised"] == 1

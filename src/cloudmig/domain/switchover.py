@@ -28,7 +28,13 @@ def _as_lsn(value: Any) -> Any:
     return parse_lsn(value) if isinstance(value, str) else value
 
 
+def _precise(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 UtcTime = Annotated[datetime, BeforeValidator(_as_utc), PlainSerializer(gmt, return_type=str)]
+# Kept to the microsecond where durations are measured from it (the API's times are to the second).
+PreciseUtcTime = Annotated[datetime, BeforeValidator(_as_utc), PlainSerializer(_precise, return_type=str)]
 Lsn = Annotated[int, BeforeValidator(_as_lsn), PlainSerializer(format_lsn, return_type=str)]
 
 
@@ -70,7 +76,7 @@ class FenceState(StrEnum):
 class SwitchRequest(_Record):
     """ActivateMigrationTargetInstance as recorded on the task."""
 
-    requested_at: UtcTime
+    requested_at: PreciseUtcTime
     force: bool = False
     timeout_seconds: float = 60.0
     fence: FenceChoice = FenceChoice.AUTO

@@ -45,9 +45,10 @@ def raise_fence(tc: TaskContext, conn: psycopg.Connection, ev: SwitchEvidence, m
             for role in ev.fenced_roles:
                 pg_fence.raise_for_role(conn, role)
             ev.fence_lift_hint = pg_fence.lift_role_hint(ev.fenced_roles)
+        # Saved with the cut (or the abort): a restart before that finds `raising` and raises
+        # again, which changes nothing.
         ev.fence_state = FenceState.UP
         ev.fence_up_at = datetime.fromtimestamp(activity.server_epoch(conn), UTC)
-        tc.save_evidence(ev)
     # Again after a restart too: sessions opened before the fence may still be there.
     ended, kept = activity.terminate_client_sessions(conn, may_end_superusers=False)
     tc.event(

@@ -34,10 +34,24 @@ CATCHUP_POLL_SECONDS = 0.05
 # Once fenced (and every session the fence does not hold ended), only a session that makes its
 # own transactions read-write could write: a short window, and the same proof again just before
 # the promotion (no transaction ended after the cut), suffice.
-FENCED_QUIET_WINDOW = 0.25
+FENCED_QUIET_WINDOW = 0.1
 # pg_promote() is asked not to wait; the end of recovery is looked for this often.
 PROMOTE_POLL_SECONDS = 0.01
 PROMOTE_TIMEOUT_SECONDS = 60.0
+SOURCE_CONNECTION = "switch-source"
+
+
+def _source_connection(tc: TaskContext) -> psycopg.Connection:
+    """One session on the source for the whole switch (the gate, the last look before promoting):
+    every new one is a TCP and SCRAM handshake while the application waits. Reopened once if a
+    restart of the source broke it."""
+    conn = tc.connection(SOURCE_CONNECTION, tc.source().connect)
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        tc.drop_connection(SOURCE_CONNECTION)
+        conn = tc.connection(SOURCE_CONNECTION, tc.source().connect)
+    return conn
 
 
 def _short(exc: BaseException) -> str:
@@ -56,8 +70,8 @@ class SwitchStage:
             return self._promote_and_finish(tc, req, ev)
         if ev.phase is SwitchPhase.ABORTED:
             return self._abort(tc, ev, ev.aborted_reason or "given up")
-        if ev.phase is SwitchPhase.REQUESTED and tc.instance().ensure_running():
-            tc.event(SECTION_SWITCH, "The target was not running; started it again")
+        # The target is started again where it is found down (the catch-up, the promotion): the
+        # request was accepted with it running, and a pg_ctl status here costs the application.
         if req.force:
             return self._promote_and_finish(tc, req, ev)
         deadline = req.requested_at + timedelta(seconds=req.timeout_seconds)
@@ -79,38 +93,39 @@ class SwitchStage:
         s = tc.ctx.settings
         started = time.monotonic()
         try:
-            with tc.source().connect() as conn:
-                if ev.phase is SwitchPhase.REQUESTED:
-                    ev.phase, ev.fence = SwitchPhase.FENCING, fence.method_for(tc, conn, req.fence).value
-                    tc.save_evidence(ev)
-                method = FenceMethod(ev.fence or FenceMethod.NONE.value)
-                if method is not FenceMethod.NONE:
-                    # Also when a retry or a restart comes back here: raising picks up where it was.
-                    fence.raise_fence(tc, conn, ev, method)
-                fenced = ev.fence not in (None, FenceMethod.NONE.value)
-                window, read_only_since = s.switch_quiet_seconds, None
-                if fenced:
-                    window, read_only_since = self._fenced_window(tc, conn, ev)
-                left = (deadline - tc.ctx.now()).total_seconds()
-                attempts = max(1, int(left / window)) if fenced else s.switch_quiet_attempts
-                proof = prove_quiet(
-                    conn,
-                    window=window,
-                    attempts=attempts,
-                    stop=tc.stop.is_set,
-                    read_only_since=read_only_since,
+            conn = _source_connection(tc)
+            if ev.phase is SwitchPhase.REQUESTED:
+                # Persisted with the fence's first state (before it is raised) or with the cut:
+                # before either, a restart may just as well choose again.
+                ev.phase, ev.fence = SwitchPhase.FENCING, fence.method_for(tc, conn, req.fence).value
+            method = FenceMethod(ev.fence or FenceMethod.NONE.value)
+            if method is not FenceMethod.NONE:
+                # Also when a retry or a restart comes back here: raising picks up where it was.
+                fence.raise_fence(tc, conn, ev, method)
+            fenced = ev.fence not in (None, FenceMethod.NONE.value)
+            window, read_only_since = s.switch_quiet_seconds, None
+            if fenced:
+                window, read_only_since = self._fenced_window(tc, conn, ev)
+            left = (deadline - tc.ctx.now()).total_seconds()
+            attempts = max(1, int(left / window)) if fenced else s.switch_quiet_attempts
+            proof = prove_quiet(
+                conn,
+                window=window,
+                attempts=attempts,
+                stop=tc.stop.is_set,
+                read_only_since=read_only_since,
+            )
+            if tc.stop.is_set():
+                return Wait(0)
+            if not proof.quiet:
+                what = "the fenced source" if fenced else "the source"
+                return self._abort(
+                    tc,
+                    ev,
+                    f"Writes are still arriving on {what}: {proof.why}. Stop the application's writes "
+                    "and call again, or set ForceSwitch=1 to switch now and lose them",
                 )
-                if tc.stop.is_set():
-                    return Wait(0)
-                if not proof.quiet:
-                    what = "the fenced source" if fenced else "the source"
-                    return self._abort(
-                        tc,
-                        ev,
-                        f"Writes are still arriving on {what}: {proof.why}. Stop the application's writes "
-                        "and call again, or set ForceSwitch=1 to switch now and lose them",
-                    )
-                baseline = postswitch.take_baseline(tc.source(), conn, proof.cut_xid)
+            baseline = postswitch.take_baseline(tc.source(), conn, proof.cut_xid)
         except psycopg.OperationalError as exc:
             return self._abort(
                 tc,
@@ -187,6 +202,7 @@ class SwitchStage:
         progress = {k: v for k, v in tc.task.progress.items() if k != "_Watch"}
         tc.event(SECTION_SWITCH, f"Switchover aborted, replication goes on: {why}")
         tc.move(Transition.SWITCH_ABORTED, evidence=ev.to_json(), progress=progress)
+        tc.drop_connection(SOURCE_CONNECTION)
         return Next()
 
     # ---- the point of no return and after -------------------------------------------------------
@@ -212,9 +228,9 @@ class SwitchStage:
         if in_recovery:
             started = time.monotonic()
             self._promote(inst, target)
-            ev.promote_seconds = round(time.monotonic() - started, 3)
-            tc.save_evidence(ev)
-        finish(tc, ev)
+            ev.promote_seconds = round(time.monotonic() - started, 3)  # saved by finish
+        finish(tc, ev, target)
+        tc.drop_connection(SOURCE_CONNECTION)
         return Next()
 
     def _promote(self, inst: ManagedInstance, target: psycopg.Connection) -> None:
@@ -259,17 +275,15 @@ class SwitchStage:
         source_lsn: int | None = None
         after_cut = 0
         try:
-            with tc.source().connect() as conn:
-                source_lsn = probes.current_wal_lsn(conn)
-                if ev.cut_lsn is None:  # forced: the cut is where the source is now
-                    baseline = postswitch.take_baseline(tc.source(), conn, None)
-                    tc.update(progress={**tc.task.progress, "_Watch": baseline})
-                elif tc.task.progress.get("_Watch"):
-                    # The proof that nothing writes goes on until here: a transaction that ended
-                    # after the cut, and that ANALYZE does not explain, may be an application's.
-                    after_cut = postswitch.unexplained_transactions(
-                        tc.source(), conn, tc.task.progress["_Watch"]
-                    )
+            conn = _source_connection(tc)
+            source_lsn = probes.current_wal_lsn(conn)
+            if ev.cut_lsn is None:  # forced: the cut is where the source is now
+                baseline = postswitch.take_baseline(tc.source(), conn, None)
+                tc.update(progress={**tc.task.progress, "_Watch": baseline})
+            elif tc.task.progress.get("_Watch"):
+                # The proof that nothing writes goes on until here: a transaction that ended
+                # after the cut, and that ANALYZE does not explain, may be an application's.
+                after_cut = postswitch.unexplained_transactions(tc.source(), conn, tc.task.progress["_Watch"])
         except psycopg.Error:
             source_lsn = None
         if after_cut:

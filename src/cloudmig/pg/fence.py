@@ -13,8 +13,10 @@ from psycopg import sql
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 SETTING = "default_transaction_read_only"
-# How long a reload may take to reach new sessions.
+# How long a reload may take to reach new sessions, and to reach this one (a setting of the
+# account's own can hide it from this session: fresh sessions are asked then).
 RELOAD_WAIT_SECONDS = 10.0
+OWN_SESSION_WAIT_SECONDS = 0.5
 
 LIFT_ALTER_SYSTEM = f"ALTER SYSTEM RESET {SETTING}; SELECT pg_reload_conf();"
 
@@ -52,17 +54,29 @@ def auto_conf_value(conn: Conn) -> str | None:
 
 
 def _reload_and_wait(conn: Conn, connect: Any, expected: str) -> None:
+    """Reload, then wait until new sessions get `expected`. This session sees the new value once
+    the postmaster has re-read the file and passed the reload on (new sessions then get it too);
+    unless a setting of the account's own hides it from this session: then ask fresh sessions."""
     conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + OWN_SESSION_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if _current(conn) == expected:
+            return
+        time.sleep(0.005)
     deadline = time.monotonic() + RELOAD_WAIT_SECONDS
     while True:
         # A new session shows what the postmaster hands to new backends.
         with connect() as fresh:
-            row = fresh.execute("SELECT current_setting(%s)", (SETTING,)).fetchone()
-        if row is not None and str(row[0]) == expected:
-            return
+            if _current(fresh) == expected:
+                return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{SETTING} did not become {expected} after a reload")
         time.sleep(0.05)
+
+
+def _current(conn: Conn) -> str | None:
+    row = conn.execute("SELECT current_setting(%s)", (SETTING,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def raise_by_alter_system(conn: Conn, connect: Any) -> None:
