@@ -46,6 +46,7 @@ CHECK_SECONDS = 1.0
 # How many consecutive Activate calls a writer at 1/s must be refused on.
 CALLS_AT_1_PER_S = int(os.environ.get("CLOUDMIG_TEST_REFUSALS", "20"))
 CALLS_AT_50_PER_S = 5
+CALLS_SELF_READ_WRITE = 3
 MAX_CALLS_AT_0_2_PER_S = 15
 
 
@@ -112,6 +113,16 @@ def test_writers_cloudmig_cannot_fence_are_refused(
     grant_fence(source)
     run("fenced, superuser 1/s", Writer(3, 1.0, Route(app), endpoint=superuser), CALLS_AT_1_PER_S)
     run("fenced, superuser 50/s", Writer(4, 50.0, Route(app), endpoint=superuser), CALLS_AT_50_PER_S)
+    # An application session that makes itself read-write: ended by the fence, it comes back and
+    # writes again. Refused too (after the proof's time budget), named as a suspect.
+    read_write_app = Endpoint.tcp(
+        "127.0.0.1", source.port, APP_ROLE, APP_PASSWORD, options="-c default_transaction_read_only=off"
+    )
+    run(
+        "fenced, read-write application 10/s",
+        Writer(6, 10.0, Route(app), endpoint=read_write_app),
+        CALLS_SELF_READ_WRITE,
+    )
     revoke_fence(source)
 
     # A writer at 0.2/s is caught only when a window sees one of its transactions: call until one

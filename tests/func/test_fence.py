@@ -85,8 +85,10 @@ def test_ending_sessions_waits_until_they_are_gone(source: SourceCluster) -> Non
     apps = [_app(source) for _ in range(3)]
     with source.connect() as superuser, _account(source) as conn:
         pids = [a.info.backend_pid for a in apps]
-        ended, kept = activity.terminate_client_sessions(conn, may_end_superusers=False)
-        assert ended == 3
+        ended, kept = activity.terminate_client_sessions(
+            conn, may_end_superusers=False, account="migratetest"
+        )
+        assert sorted(s.pid for s in ended) == sorted(pids)
         assert [s.pid for s in kept] == [superuser.info.backend_pid]
         left = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()
         assert left == (0,)
@@ -131,4 +133,49 @@ def test_sessions_born_read_only_are_not_named_as_writers(source: SourceCluster)
     assert not named.quiet and not unexempt.quiet
     # (The session moving the counter may be caught holding its id: it is named, rightly.)
     assert APP_ROLE not in {s.user for s in named.writers}, named.why
+    # Unless the proof stopped at that session, the application is named as a suspect.
+    assert named.writers or f"user {APP_ROLE} on database postgres" in named.why, named.why
     assert APP_ROLE in {s.user for s in unexempt.writers}, unexempt.why
+
+
+def test_a_session_that_makes_itself_read_write_is_named(source: SourceCluster) -> None:
+    """A session started after the fence whose INSERTs succeed (it set its transactions read-write)
+    moves the transaction counter with nothing else around that could: it is named."""
+    with _account(source) as conn:
+        pg_fence.raise_by_alter_system(conn, lambda: _account(source))
+        fenced_at = activity.server_epoch(conn)
+        halt = threading.Event()
+
+        def read_write_writer() -> None:
+            with psycopg.connect(
+                host=source.host,
+                port=source.port,
+                user=APP_ROLE,
+                password=APP_PASSWORD,
+                dbname="postgres",
+                autocommit=True,
+                options="-c default_transaction_read_only=off",
+            ) as app:
+                n = 1000
+                while not halt.is_set():
+                    n += 1
+                    app.execute("INSERT INTO ledger (writer, n, side) VALUES (2, %s, 'x')", (n,))
+                    time.sleep(0.02)
+
+        thread = threading.Thread(target=read_write_writer)
+        thread.start()
+        try:
+            time.sleep(0.2)
+            proof = prove_quiet(
+                conn,
+                window=0.3,
+                attempts=3,
+                read_only_since=fenced_at,
+                own=lambda s: activity.is_own(s, "migratetest"),
+            )
+        finally:
+            halt.set()
+            thread.join(10)
+        pg_fence.lift_by_alter_system(conn, lambda: _account(source), None)
+    assert not proof.quiet and proof.windows == 1
+    assert {s.user for s in proof.writers} == {APP_ROLE}, proof.why

@@ -11,6 +11,7 @@ import pytest
 from cloudmig.domain.fence import FenceMethod, FencePrivileges, choose_fence
 from cloudmig.domain.switchover import FenceState, SwitchEvidence
 from cloudmig.engine import fence
+from cloudmig.pg.activity import Session
 
 
 class FakeSource:
@@ -18,8 +19,13 @@ class FakeSource:
         raise AssertionError
 
 
+class FakeTask:
+    source_account = "migratetest"
+
+
 class FakeTaskContext:
     def __init__(self) -> None:
+        self.task = FakeTask()
         self.saved: list[dict[str, Any]] = []
         self.events: list[str] = []
 
@@ -57,7 +63,8 @@ def fake_pg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         fence.pg_fence, "raise_for_role", lambda conn, role: state["role_raised"].append(role)
     )
     monkeypatch.setattr(fence.activity, "server_epoch", lambda conn: 1_800_000_000.0)
-    monkeypatch.setattr(fence.activity, "terminate_client_sessions", lambda conn, **kw: (2, []))
+    ended = [Session(pid, "client backend", "postgres", "app", "", "", False, False) for pid in (1, 2)]
+    monkeypatch.setattr(fence.activity, "terminate_client_sessions", lambda conn, **kw: (ended, []))
     return state
 
 

@@ -14,6 +14,7 @@ from cloudmig.domain.switchover import FenceChoice, FenceState, SwitchEvidence
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.pg import activity
 from cloudmig.pg import fence as pg_fence
+from cloudmig.pg.activity import Session
 from cloudmig.pg.privileges import fence_privileges
 
 
@@ -23,11 +24,13 @@ def method_for(tc: TaskContext, conn: psycopg.Connection, choice: FenceChoice) -
     return choose_fence(fence_privileges(conn))
 
 
-def raise_fence(tc: TaskContext, conn: psycopg.Connection, ev: SwitchEvidence, method: FenceMethod) -> None:
+def raise_fence(
+    tc: TaskContext, conn: psycopg.Connection, ev: SwitchEvidence, method: FenceMethod
+) -> list[Session]:
     """Make the source read-only for new transactions, then end client sessions so that they come
-    back read-only. `ev` is saved before each step; called again (a retry, a restart) it picks up
-    from what the evidence says: what a half-raised fence found before it is kept, not read again
-    from a source that is already fenced."""
+    back read-only; returns the sessions ended. `ev` is saved before each step; called again (a
+    retry, a restart) it picks up from what the evidence says: what a half-raised fence found
+    before it is kept, not read again from a source that is already fenced."""
     ev.fence = method.value
     if ev.fence_state is not FenceState.UP:
         if method is FenceMethod.ALTER_SYSTEM:
@@ -50,10 +53,12 @@ def raise_fence(tc: TaskContext, conn: psycopg.Connection, ev: SwitchEvidence, m
         ev.fence_state = FenceState.UP
         ev.fence_up_at = datetime.fromtimestamp(activity.server_epoch(conn), UTC)
     # Again after a restart too: sessions opened before the fence may still be there.
-    ended, kept = activity.terminate_client_sessions(conn, may_end_superusers=False)
+    ended, kept = activity.terminate_client_sessions(
+        conn, may_end_superusers=False, account=tc.task.source_account
+    )
     tc.event(
         SECTION_SWITCH,
-        f"Source fenced ({method.value}): new transactions are read-only; ended {ended} client session(s)",
+        f"Source fenced ({method.value}): new transactions are read-only; ended {len(ended)} client session(s)",
     )
     if kept:
         tc.event(
@@ -61,6 +66,7 @@ def raise_fence(tc: TaskContext, conn: psycopg.Connection, ev: SwitchEvidence, m
             "Sessions cloudmig may not end (superusers) stay open; any write of theirs stops the "
             "switchover: " + "; ".join(s.describe() for s in kept),
         )
+    return ended
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,7 @@ def holes(conn: psycopg.Connection, ev: SwitchEvidence, account: str) -> Holes:
         sessions=[
             s.describe()
             for s in activity.sessions(conn)
-            if s.is_client
-            and s.superuser
-            and not (s.user == account and s.application_name.startswith("cloudmig"))
+            if s.is_client and s.superuser and not activity.is_own(s, account)
         ],
         settings=pg_fence.overriding_settings(conn, ev.fence == FenceMethod.ROLE_SETTINGS.value),
     )

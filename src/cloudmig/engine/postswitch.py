@@ -34,11 +34,16 @@ APPLICATION_NAME = "cloudmig-watch"
 
 
 def _counters(source: Source, conn: psycopg.Connection) -> dict[str, list[int]]:
+    """Per database (statistics views show only the connected one): `conn` for its own, a session
+    of its own for each other."""
     out: dict[str, list[int]] = {}
     for db in tablestats.databases(conn):
         try:
-            with source.connect(db, application_name=APPLICATION_NAME) as dbconn:
-                c = tablestats.counters(dbconn)
+            if db == conn.info.dbname:
+                c = tablestats.counters(conn)
+            else:
+                with source.connect(db, application_name=APPLICATION_NAME) as dbconn:
+                    c = tablestats.counters(dbconn)
         except psycopg.Error:
             continue  # a database the account may not enter: nothing to compare
         out[db] = [c.user_row_changes, c.analyzes]

@@ -22,19 +22,22 @@ from cloudmig.domain.switchover import SwitchEvidence, SwitchPhase, SwitchReques
 from cloudmig.domain.transitions import Transition
 from cloudmig.engine import fence, postswitch
 from cloudmig.engine.finish import finish
-from cloudmig.engine.gate import prove_quiet
+from cloudmig.engine.gate import Comeback, prove_quiet
 from cloudmig.engine.outcome import Next, Outcome, Retry, Wait
 from cloudmig.engine.revert import undo_copy
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.instances.managed import OBSERVE_CONNECT_TIMEOUT, ManagedInstance
-from cloudmig.pg import probes, roles
+from cloudmig.pg import activity, probes, roles
 
 # How often the catch-up wait looks at the target's replay position.
 CATCHUP_POLL_SECONDS = 0.05
 # Once fenced (and every session the fence does not hold ended), only a session that makes its
 # own transactions read-write could write: a short window, and the same proof again just before
-# the promotion (no transaction ended after the cut), suffice.
+# the promotion (no transaction ended after the cut), suffice. The first window also lasts until
+# the sessions the fence ended came back and ran a statement (up to COMEBACK_GRACE_SECONDS): an
+# application that reconnects read-write writes at once, and must do so inside the window.
 FENCED_QUIET_WINDOW = 0.1
+COMEBACK_GRACE_SECONDS = 0.5
 # pg_promote() is asked not to wait; the end of recovery is looked for this often.
 PROMOTE_POLL_SECONDS = 0.01
 PROMOTE_TIMEOUT_SECONDS = 60.0
@@ -99,21 +102,32 @@ class SwitchStage:
                 # before either, a restart may just as well choose again.
                 ev.phase, ev.fence = SwitchPhase.FENCING, fence.method_for(tc, conn, req.fence).value
             method = FenceMethod(ev.fence or FenceMethod.NONE.value)
+            comeback = None
             if method is not FenceMethod.NONE:
                 # Also when a retry or a restart comes back here: raising picks up where it was.
-                fence.raise_fence(tc, conn, ev, method)
+                ended = fence.raise_fence(tc, conn, ev, method)
+                # Those that were busy a moment ago are the ones likely to come back at once.
+                recent = activity.server_epoch(conn) - COMEBACK_GRACE_SECONDS
+                busy = sum(1 for x in ended if x.state_change is not None and x.state_change >= recent)
+                if busy and ev.fence_up_at is not None:
+                    comeback = Comeback(busy, ev.fence_up_at.timestamp(), COMEBACK_GRACE_SECONDS)
             fenced = ev.fence not in (None, FenceMethod.NONE.value)
             window, read_only_since = s.switch_quiet_seconds, None
             if fenced:
                 window, read_only_since = self._fenced_window(tc, conn, ev)
+            # Fenced, windows are tried for as long as `switch_quiet_attempts` full windows last
+            # without a fence, never past the deadline: while the fence is up nobody can write.
             left = (deadline - tc.ctx.now()).total_seconds()
-            attempts = max(1, int(left / window)) if fenced else s.switch_quiet_attempts
+            budget = min(left, s.switch_quiet_seconds * s.switch_quiet_attempts) if fenced else None
             proof = prove_quiet(
                 conn,
                 window=window,
-                attempts=attempts,
+                attempts=10**6 if fenced else s.switch_quiet_attempts,
                 stop=tc.stop.is_set,
                 read_only_since=read_only_since,
+                budget_seconds=budget,
+                comeback=comeback,
+                own=lambda session: activity.is_own(session, tc.task.source_account),
             )
             if tc.stop.is_set():
                 return Wait(0)

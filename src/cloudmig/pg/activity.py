@@ -17,6 +17,8 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 # How long ending sessions waits for them to be gone.
 TERMINATE_WAIT_SECONDS = 5.0
+# cloudmig's sessions on a source are named cloudmig, cloudmig-watch, ... (application_name).
+OWN_APPLICATION_PREFIX = "cloudmig"
 
 # The 64-bit (epoch-extended) snapshot xmax; pg_snapshot and pg_current_snapshot exist since 13.
 _XMAX_13 = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"
@@ -72,6 +74,12 @@ class Session:
         # autovacuum's ANALYZE takes a transaction id; it writes no user data.
         return self.backend_type in ("autovacuum worker", "autovacuum launcher")
 
+    @property
+    def is_background_worker(self) -> bool:
+        """A process other than a client that may take transaction ids: an autovacuum worker, or a
+        background worker of an extension (pg_cron, logical replication, ...)."""
+        return not self.is_client and self.backend_type not in _NEVER_TAKE_XIDS
+
     def describe(self) -> str:
         who = f"user {self.user or '?'} on database {self.database or '?'}"
         app = f", application {self.application_name}" if self.application_name else ""
@@ -79,6 +87,22 @@ class Session:
         su = ", superuser" if self.superuser else ""
         return f"pid {self.pid} ({who}{app}{addr}{su})"
 
+
+# Server processes that take no transaction id of their own.
+_NEVER_TAKE_XIDS = frozenset(
+    {
+        "autovacuum launcher",
+        "logical replication launcher",
+        "walsender",
+        "walreceiver",
+        "walwriter",
+        "checkpointer",
+        "background writer",
+        "archiver",
+        "startup",
+        "parallel worker",  # works for a client's transaction, which holds the id
+    }
+)
 
 WRITE_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "TRUNCATE", "COMMIT", "END"})
 
@@ -120,17 +144,23 @@ def server_epoch(conn: Conn) -> float:
     return float(row[0])
 
 
+def is_own(s: Session, account: str) -> bool:
+    """One of cloudmig's own sessions (its account, its application names)."""
+    return s.user == account and s.application_name.startswith(OWN_APPLICATION_PREFIX)
+
+
 def terminate_client_sessions(
-    conn: Conn, *, may_end_superusers: bool, wait_seconds: float = TERMINATE_WAIT_SECONDS
-) -> tuple[int, list[Session]]:
-    """End every client session but this one (walsenders are not client backends) and wait until
-    they are gone: a backend ends its transaction (commit or abort) on its way out, and the proof
-    that nothing writes must not start before. Returns how many were ended and the ones that could
-    not be (superusers' sessions, for a non-superuser)."""
-    ended: list[int] = []
+    conn: Conn, *, may_end_superusers: bool, account: str = "", wait_seconds: float = TERMINATE_WAIT_SECONDS
+) -> tuple[list[Session], list[Session]]:
+    """End every client session but cloudmig's own (`account`'s, see is_own; walsenders are not
+    client backends) and wait until they are gone: a backend ends its transaction (commit or abort)
+    on its way out, and the proof that nothing writes must not start before. Returns the sessions
+    ended (as they were just before) and the ones that could not be (superusers' sessions, for a
+    non-superuser)."""
+    ended: list[Session] = []
     kept: list[Session] = []
     for s in sessions(conn):
-        if not s.is_client:
+        if not s.is_client or is_own(s, account):
             continue
         if s.superuser and not may_end_superusers:
             kept.append(s)
@@ -141,11 +171,12 @@ def terminate_client_sessions(
             kept.append(s)
             continue
         if row and row[0]:
-            ended.append(s.pid)
+            ended.append(s)
+    pids = [s.pid for s in ended]
     deadline = time.monotonic() + wait_seconds
-    while ended and time.monotonic() < deadline:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (ended,)).fetchone()
+    while pids and time.monotonic() < deadline:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()
         if not row or not row[0]:
             break
         time.sleep(0.01)
-    return len(ended), kept
+    return ended, kept
