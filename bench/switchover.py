@@ -53,6 +53,7 @@ TITLE = "Switchover"
 GOAL_SECONDS = 1.0
 GOAL_OVER_BASELINE_SECONDS = 0.3
 RATES = (10, 500)  # transactions a second, all writers together
+QUICK_RATES = (500,)  # the CI smoke check: one migration and one hand-made standby
 PER_WRITER = 100  # a writer at most this many a second (one connection, one row at a time)
 WRITE_BEFORE_SECONDS = 1.0
 DESCRIBE_POLL_SECONDS = 0.05
@@ -160,13 +161,14 @@ def run_raw(ws: Workspace, src: SourceCluster, rate: int, rep: int) -> dict[str,
 
 def run(mode: Mode) -> Result:
     repeats = mode.switch_repeats
+    rates = QUICK_RATES if mode.quick else RATES
     res = Result(
         NAME,
         TITLE,
-        params={"repeats": repeats, "rates": list(RATES), "writer_seconds_before": WRITE_BEFORE_SECONDS},
+        params={"repeats": repeats, "rates": list(rates), "writer_seconds_before": WRITE_BEFORE_SECONDS},
     )
-    cm: dict[int, list[dict[str, Any]]] = {r: [] for r in RATES}
-    raw: dict[int, list[dict[str, Any]]] = {r: [] for r in RATES}
+    cm: dict[int, list[dict[str, Any]]] = {r: [] for r in rates}
+    raw: dict[int, list[dict[str, Any]]] = {r: [] for r in rates}
     with Workspace(NAME) as ws, MachineLoad() as load:
         src = ws.source(1)
         prepare_source(src)
@@ -174,7 +176,7 @@ def run(mode: Mode) -> Result:
         svc = ws.service()
         client = svc.tea()
         for rep in range(repeats):
-            for rate in RATES:
+            for rate in rates:
                 order = ("cloudmig", "raw") if rep % 2 == 0 else ("raw", "cloudmig")
                 for m in order:
                     if m == "cloudmig":
@@ -189,7 +191,7 @@ def run(mode: Mode) -> Result:
                         )
     res.load = load.as_dict()
     data: dict[str, Any] = {"rates": {}}
-    for rate in RATES:
+    for rate in rates:
         c, r = cm[rate], raw[rate]
         d = data["rates"][str(rate)] = {
             "cloudmig": {

@@ -32,24 +32,25 @@ def lift_role_hint(roles: list[str]) -> str:
 def auto_conf_value(conn: Conn) -> str | None:
     """The value postgresql.auto.conf (ALTER SYSTEM) gives the setting, if it gives one.
 
-    pg_file_settings is for superusers; otherwise pg_settings says which file the value in effect
-    came from (pg_read_all_settings, part of pg_monitor): postgresql.auto.conf is read last, so if
-    it sets the parameter that is where the value comes from, unless a role or database setting
-    beats it (then the fence reports that setting and this reads as unset)."""
+    pg_settings says which file the value in effect came from (to pg_read_all_settings members,
+    which pg_monitor includes): postgresql.auto.conf is read last, so if it sets the parameter that
+    is where the value comes from, unless a role or database setting beats it (the fence reports
+    that setting; this then reads as unset). pg_file_settings, for superusers, when the source of
+    the value is hidden."""
+    row = conn.execute(
+        "SELECT setting, source, sourcefile FROM pg_settings WHERE name = %s", (SETTING,)
+    ).fetchone()
+    if row is not None and (row[2] is not None or row[1] != "configuration file"):
+        auto = row[1] == "configuration file" and str(row[2]).endswith("postgresql.auto.conf")
+        return str(row[0]) if auto else None
     try:
         row = conn.execute(
             "SELECT setting FROM pg_file_settings WHERE name = %s AND sourcefile LIKE %s"
             " ORDER BY seqno DESC LIMIT 1",
             (SETTING, "%postgresql.auto.conf"),
         ).fetchone()
-        return None if row is None else str(row[0])
     except psycopg.errors.InsufficientPrivilege:
-        pass
-    row = conn.execute(
-        "SELECT setting FROM pg_settings WHERE name = %s AND source = 'configuration file'"
-        " AND sourcefile LIKE %s",
-        (SETTING, "%postgresql.auto.conf"),
-    ).fetchone()
+        return None  # nothing tells: lifting the fence resets the parameter
     return None if row is None else str(row[0])
 
 
