@@ -108,4 +108,3 @@ def test_writers_that_never_stop_are_fenced_and_lose_nothing(
     }
     record_property("cutover", numbers)
     print(f"\nfenced cutover with writers {RATES}/s: {numbers}")
-    print("\n".join(line for line in service.output().splitlines() if "TIMING" in line))  # TEMP
