@@ -29,7 +29,13 @@ def _as_lsn(value: Any) -> Any:
     return parse_lsn(value) if isinstance(value, str) else value
 
 
+def _precise(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 UtcTime = Annotated[datetime, BeforeValidator(_as_utc), PlainSerializer(gmt, return_type=str)]
+# Kept to the microsecond where durations are measured from it (the API's times are to the second).
+PreciseUtcTime = Annotated[datetime, BeforeValidator(_as_utc), PlainSerializer(_precise, return_type=str)]
 Lsn = Annotated[int, BeforeValidator(_as_lsn), PlainSerializer(format_lsn, return_type=str)]
 
 
@@ -71,7 +77,7 @@ class FenceState(StrEnum):
 class SwitchRequest(_Record):
     """ActivateMigrationTargetInstance as recorded on the task."""
 
-    requested_at: UtcTime
+    requested_at: PreciseUtcTime
     force: bool = False
     timeout_seconds: float = 60.0
     fence: FenceChoice = FenceChoice.AUTO
@@ -95,6 +101,11 @@ class SwitchEvidence(_Record):
     # What postgresql.auto.conf gave default_transaction_read_only before the fence (restored on lift).
     fence_previous: str | None = None
     fence_lift_hint: str | None = None
+    # When new sessions became read-only (the source's clock).
+    fence_up_at: UtcTime | None = None
+    # What the fence does not hold (superuser sessions cloudmig may not end, role or database
+    # settings that beat it): the proof that nothing writes then watches full-length windows.
+    unfenced: list[str] | None = None
     gate_seconds: float | None = None
     cut_lsn: Lsn | None = None
     cut_xid: int | None = None  # the source's next transaction id at the cut
