@@ -1,27 +1,39 @@
-"""Switchover: time from the ActivateMigrationTargetInstance call to the target accepting a write,
-and write unavailability (last acknowledged write on the source to first acknowledged write on the
-target), with an application writer that stops when Activate is called. The source is otherwise
-idle and the migration caught up (streaming).
+"""Switchover with the application still running: write unavailability (last acknowledged write on
+the source to the first acknowledged write on the new primary) with writers that keep writing
+through ActivateMigrationTargetInstance, at 10 and 500 transactions a second.
 
-Baseline in the same run: the same writer and a hand-made standby (raw pg_basebackup, as in the
-copy benchmark) switched over the way an operator would by hand: stop writes, wait until the
-standby replayed the source's current LSN, `SELECT pg_promote()`.
+The migration account has the PostgreSQL 15 fence privileges, so cloudmig fences the source
+(read-only for new transactions, sessions ended), proves nothing writes, waits for replay and
+promotes. The writers (tests/support/writers.py: one row a transaction, autocommit) reconnect to
+the source on errors and move to the new primary once Describe says `success` (polled every
+50 ms, as an application waiting for the switch would).
+
+Baseline in the same run, alternating with cloudmig: the same writers and a raw standby
+(pg_basebackup) switched over by hand: `ALTER SYSTEM SET default_transaction_read_only = on`,
+`pg_reload_conf()`, end the application's sessions, wait until the standby replayed the source's
+WAL insert position, `pg_promote()`; the writers move once pg_promote returns.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from typing import Any
 
-import psycopg
-from tests.support import flows
+from tests.support import cutover, flows
 from tests.support.pgcluster import SourceCluster
+from tests.support.writers import (
+    APP_PASSWORD,
+    APP_ROLE,
+    Endpoint,
+    Route,
+    Writer,
+    WriterPool,
+    ledger_rows,
+    prepare_source,
+)
 
 from bench.common import (
     MIGRATION_ACCOUNT,
-    MIGRATION_PASSWORD,
     MachineLoad,
     Mode,
     Result,
@@ -35,306 +47,227 @@ from bench.common import (
     summarize,
 )
 from bench.fullcopy import RawStandby, drop_inactive_slots
-from cloudmig.settings import Settings
 
 NAME = "switchover"
 TITLE = "Switchover"
 GOAL_SECONDS = 1.0
-WRITE_PAUSE = 0.005  # between the writer's statements
-TABLE = "bench_switch"
+GOAL_OVER_BASELINE_SECONDS = 0.3
+RATES = (10, 500)  # transactions a second, all writers together
+QUICK_RATES = (500,)  # the CI smoke check: one migration and one hand-made standby
+PER_WRITER = 100  # a writer at most this many a second (one connection, one row at a time)
+WRITE_BEFORE_SECONDS = 1.0
+DESCRIBE_POLL_SECONDS = 0.05
 
 
-class SourceWriter(threading.Thread):
-    """Inserts rows on the source one by one (autocommit) until stopped; remembers the last ack."""
-
-    def __init__(self, src: SourceCluster) -> None:
-        super().__init__(daemon=True)
-        self.src = src
-        self.stop = threading.Event()
-        self.last_ack = 0.0
-        self.count = 0
-        self.error: str | None = None
-
-    def run(self) -> None:
-        try:
-            with self.src.connect() as conn:
-                while not self.stop.is_set():
-                    conn.execute(f"INSERT INTO {TABLE}(who) VALUES ('source')")
-                    self.last_ack = time.monotonic()
-                    self.count += 1
-                    time.sleep(WRITE_PAUSE)
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
+_runs = [0]
 
 
-class TargetWriter(threading.Thread):
-    """Tries to insert a row on the target until one is acknowledged (a standby refuses; a
-    restarting server drops the connection: reconnect and try again)."""
-
-    def __init__(self, connect: Any) -> None:
-        super().__init__(daemon=True)
-        self.connect = connect
-        self.first_ack: float | None = None
-        self.attempts = 0
-        self.give_up = threading.Event()
-
-    def run(self) -> None:
-        conn = None
-        while self.first_ack is None and not self.give_up.is_set():
-            try:
-                if conn is None:
-                    conn = self.connect()
-                self.attempts += 1
-                conn.execute(f"INSERT INTO {TABLE}(who) VALUES ('target')")
-                self.first_ack = time.monotonic()
-            except psycopg.errors.ReadOnlySqlTransaction:
-                time.sleep(WRITE_PAUSE)
-            except psycopg.Error:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        conn.close()
-                conn = None
-                time.sleep(WRITE_PAUSE)
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+def _writers(rate: int, route: Route) -> WriterPool:
+    """Writers with ids of their own in this benchmark (the ledger keeps every run's rows)."""
+    _runs[0] += 1
+    n = max(1, rate // PER_WRITER)
+    return WriterPool(Writer(_runs[0] * 100 + i, rate / n, route) for i in range(n))
 
 
-def _prepare_source(src: SourceCluster) -> None:
-    src.sql(f"CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), who text)")
-    src.sql(f"GRANT INSERT, SELECT ON {TABLE} TO {MIGRATION_ACCOUNT}")
-    src.sql(f"GRANT USAGE ON SEQUENCE {TABLE}_id_seq TO {MIGRATION_ACCOUNT}")
+def _source_endpoint(src: SourceCluster) -> Endpoint:
+    return Endpoint.tcp(src.host, src.port, APP_ROLE, APP_PASSWORD)
 
 
-def _writes_then(src: SourceCluster, seconds: float) -> SourceWriter:
-    w = SourceWriter(src)
-    w.start()
-    time.sleep(seconds)
-    w.stop.set()
-    w.join(10)
-    if w.error:
-        raise RuntimeError(f"source writer failed: {w.error}")
-    return w
+def _lift_fence(src: SourceCluster) -> None:
+    cutover.lift_fence_by_hand(src)
+    flows.wait_for(lambda: not cutover.new_sessions_read_only(src), 10, interval=0.02, what="fence lifted")
 
 
-def run_cloudmig(svc: Any, client: Any, src: SourceCluster, write_seconds: float) -> dict[str, Any]:
-    from alibabacloud_rds20140815 import models as rds
-
+def run_cloudmig(svc: Any, client: Any, src: SourceCluster, rate: int) -> dict[str, Any]:
     attr = new_instance(svc, client)
     instance_id = attr.dbinstance_id
     try:
-        created = flows.create_migration(client, instance_id, src)
-        flows.wait_streaming(client, instance_id, created.task_id, timeout=300)
-
-        def target() -> psycopg.Connection:
-            return psycopg.connect(
-                host=attr.connection_string,
-                port=int(attr.port),
-                user=MIGRATION_ACCOUNT,
-                password=MIGRATION_PASSWORD,
-                dbname="postgres",
-                connect_timeout=2,
-                autocommit=True,
-            )
-
-        # The application writes, then stops the moment the operator calls Activate.
-        writer = _writes_then(src, write_seconds)
-        tw = TargetWriter(target)
-        t_call = time.monotonic()
-        tw.start()
-        refused = 0
-        while True:
-            try:
-                client.activate_migration_target_instance(
-                    rds.ActivateMigrationTargetInstanceRequest(
-                        dbinstance_name=instance_id, switch_time_mode="0"
-                    )
-                )
-                break
-            except Exception as exc:
-                # Background WAL (autovacuum, checkpoint) can make the quiet-source gate refuse.
-                if "Writes are still arriving" not in str(exc) or refused >= 5:
-                    tw.give_up.set()
-                    raise
-                refused += 1
-        t_returned = time.monotonic()
-        while True:
-            item = describe_raw(svc, instance_id, created.task_id)
-            if item.get("Status") == "failed":
-                raise RuntimeError(f"switchover failed: {item.get('Reason')}")
-            if item["MigrateStage"] == "success":
-                t_success = time.monotonic()
-                break
-            if time.monotonic() - t_call > 120:
-                raise RuntimeError("no success 120 s after Activate")
-            time.sleep(0.1)
-        tw.join(60)
-        tw.give_up.set()
-        if tw.first_ack is None:
-            raise RuntimeError("the target never accepted a write")
-        with target() as conn:
-            on_target = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE who = 'source'").fetchone()
-        on_source = src.scalar(f"SELECT count(*) FROM {TABLE} WHERE who = 'source'")
-        evidence = item.get("Evidence") or {}
+        task_id = int(flows.create_migration(client, instance_id, src).task_id)
+        flows.wait_streaming(client, instance_id, task_id, timeout=300)
+        route = Route(_source_endpoint(src))
+        with _writers(rate, route) as pool:
+            time.sleep(WRITE_BEFORE_SECONDS)
+            t_call = time.monotonic()
+            refusal = cutover.activate_refusal(client, instance_id)
+            if refusal is not None:
+                raise RuntimeError(f"Activate refused: {refusal}")
+            t_returned = time.monotonic()
+            while (stage := flows.migration_item(client, instance_id, task_id).migrate_stage) != "success":
+                if stage != "switch" or time.monotonic() - t_call > 120:
+                    raise RuntimeError(f"switchover ended in stage {stage}")
+                time.sleep(DESCRIBE_POLL_SECONDS)
+            t_success = time.monotonic()
+            route.move_to(Endpoint.tcp(attr.connection_string, int(attr.port), APP_ROLE, APP_PASSWORD))
+            pool.wait_acks(1, side="target", timeout=60)
+        with cutover.target_connect(attr, APP_ROLE, APP_PASSWORD) as conn:
+            on_target = ledger_rows(conn)
+        item = describe_raw(svc, instance_id, task_id)
+        ev = item.get("Evidence") or {}
         return {
-            "activate_to_write": tw.first_ack - t_call,
-            "unavailable": tw.first_ack - writer.last_ack,
+            "unavailable": pool.unavailability(),
             "activate_call": t_returned - t_call,
             "to_success": t_success - t_call,
-            "refused_not_quiet": refused,
-            "writes_before": writer.count,
-            "rows_missing_on_target": int(on_source) - int(on_target[0] if on_target else 0),
+            "read_only_errors": pool.errors()["read_only_source"],
+            "acked_missing_on_target": len(pool.rows("source") - on_target),
+            "data_loss": item.get("DataLoss"),
             "evidence": {
-                k: evidence.get(k)
-                for k in (
-                    "CatchupSeconds",
-                    "PromoteSeconds",
-                    "TotalSeconds",
-                    "BytesNotReplayed",
-                    "SlotDropped",
-                )
+                k: ev.get(k)
+                for k in ("GateSeconds", "CatchupSeconds", "PromoteSeconds", "TotalSeconds", "Fence")
             },
         }
     finally:
         delete_instance(client, instance_id)
+        _lift_fence(src)
         drop_inactive_slots(src)
 
 
-def run_raw(ws: Workspace, src: SourceCluster, rep: int, write_seconds: float) -> dict[str, Any]:
-    raw = RawStandby(ws, src, f"bench_switch_{rep}")
+def run_raw(ws: Workspace, src: SourceCluster, rate: int, rep: int) -> dict[str, Any]:
+    raw = RawStandby(ws, src, f"bench_switch_{rate}_{rep}")
     try:
         raw.copy(300)
         raw.start()
         raw.wait_streaming(time.monotonic(), 300)
-        writer = _writes_then(src, write_seconds)
-        tw = TargetWriter(raw.connect)
-        t_call = time.monotonic()
-        tw.start()
-        with src.connect() as sconn, raw.connect() as tconn:
-            cut = sconn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
-            while True:
-                ok = tconn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (str(cut),)).fetchone()
-                if ok and ok[0]:
-                    break
-                time.sleep(0.005)
-            tconn.execute("SELECT pg_promote(true, 60)")
-        t_promoted = time.monotonic()
-        tw.join(60)
-        tw.give_up.set()
-        if tw.first_ack is None:
-            raise RuntimeError("the raw standby never accepted a write")
+        route = Route(_source_endpoint(src))
+        with _writers(rate, route) as pool:
+            time.sleep(WRITE_BEFORE_SECONDS)
+            t_call = time.monotonic()
+            with src.connect() as sconn, raw.connect() as tconn:
+                sconn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+                sconn.execute("SELECT pg_reload_conf()")
+                sconn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (APP_ROLE,)
+                )
+                cut = sconn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
+                while not tconn.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (str(cut),)
+                ).fetchone()[0]:  # type: ignore[index]
+                    time.sleep(0.005)
+                tconn.execute("SELECT pg_promote()")
+            t_promoted = time.monotonic()
+            route.move_to(Endpoint.tcp(src.host, raw.port, APP_ROLE, APP_PASSWORD))
+            pool.wait_acks(1, side="target", timeout=60)
+        with raw.connect() as conn:
+            on_target = ledger_rows(conn)
         return {
-            "activate_to_write": tw.first_ack - t_call,
-            "unavailable": tw.first_ack - writer.last_ack,
-            "promote_call": t_promoted - t_call,
+            "unavailable": pool.unavailability(),
+            "promoted_after": t_promoted - t_call,
+            "read_only_errors": pool.errors()["read_only_source"],
+            "acked_missing_on_target": len(pool.rows("source") - on_target),
         }
     finally:
         raw.destroy()
+        _lift_fence(src)
 
 
 def run(mode: Mode) -> Result:
-    write_seconds = 1.0
+    repeats = mode.switch_repeats
+    rates = QUICK_RATES if mode.quick else RATES
     res = Result(
         NAME,
         TITLE,
-        params={
-            "repeats": mode.switch_repeats,
-            "writer_seconds_before": write_seconds,
-            # The product's defaults, as the service under test runs with them.
-            "switch_quiet_seconds": Settings.model_fields["switch_quiet_seconds"].default,
-            "switch_quiet_attempts": Settings.model_fields["switch_quiet_attempts"].default,
-        },
+        params={"repeats": repeats, "rates": list(rates), "writer_seconds_before": WRITE_BEFORE_SECONDS},
     )
-    cm: list[dict[str, Any]] = []
-    raw: list[dict[str, Any]] = []
+    cm: dict[int, list[dict[str, Any]]] = {r: [] for r in rates}
+    raw: dict[int, list[dict[str, Any]]] = {r: [] for r in rates}
     with Workspace(NAME) as ws, MachineLoad() as load:
         src = ws.source(1)
-        _prepare_source(src)
+        prepare_source(src)
+        cutover.grant_fence(src, MIGRATION_ACCOUNT)
         svc = ws.service()
         client = svc.tea()
-        for rep in range(mode.switch_repeats):
-            order = ("cloudmig", "raw") if rep % 2 == 0 else ("raw", "cloudmig")
-            for m in order:
-                if m == "cloudmig":
-                    cm.append(run_cloudmig(svc, client, src, write_seconds))
-                    log(
-                        f"  switchover rep {rep + 1}: cloudmig write after {cm[-1]['activate_to_write']:.2f} s"
-                    )
-                else:
-                    raw.append(run_raw(ws, src, rep, write_seconds))
-                    log(
-                        f"  switchover rep {rep + 1}: raw promote write after {raw[-1]['activate_to_write']:.2f} s"
-                    )
+        for rep in range(repeats):
+            for rate in rates:
+                order = ("cloudmig", "raw") if rep % 2 == 0 else ("raw", "cloudmig")
+                for m in order:
+                    if m == "cloudmig":
+                        cm[rate].append(run_cloudmig(svc, client, src, rate))
+                        log(
+                            f"  switchover {rate}/s rep {rep + 1}: cloudmig {cm[rate][-1]['unavailable']:.3f} s"
+                        )
+                    else:
+                        raw[rate].append(run_raw(ws, src, rate, rep))
+                        log(
+                            f"  switchover {rate}/s rep {rep + 1}: by hand {raw[rate][-1]['unavailable']:.3f} s"
+                        )
     res.load = load.as_dict()
-    d = res.data = {
-        "cloudmig": {
-            k: summarize([r[k] for r in cm])
-            for k in ("activate_to_write", "unavailable", "activate_call", "to_success")
-        },
-        "raw": {
-            k: summarize([r[k] for r in raw]) for k in ("activate_to_write", "unavailable", "promote_call")
-        },
-        "evidence": {
-            k: summarize([r["evidence"][k] for r in cm if isinstance(r["evidence"].get(k), (int, float))])
-            for k in ("CatchupSeconds", "PromoteSeconds", "TotalSeconds")
-        },
-        "refused_not_quiet": sum(r["refused_not_quiet"] for r in cm),
-        "rows_missing_on_target": sum(r["rows_missing_on_target"] for r in cm),
-        "runs": cm,
-    }
-    pairs = list(zip(cm, raw, strict=False))
-    d["ratio_unavailable"] = summarize([c["unavailable"] / r["unavailable"] for c, r in pairs])
-    d["overhead_unavailable"] = summarize([c["unavailable"] - r["unavailable"] for c, r in pairs])
-    for key, label in (
-        ("activate_to_write", "Activate call → first write on the target"),
-        ("unavailable", "write unavailability"),
-    ):
-        med = d["cloudmig"][key].get("median")
+    data: dict[str, Any] = {"rates": {}}
+    for rate in rates:
+        c, r = cm[rate], raw[rate]
+        d = data["rates"][str(rate)] = {
+            "cloudmig": {
+                k: summarize([x[k] for x in c]) for k in ("unavailable", "activate_call", "to_success")
+            },
+            "raw": {k: summarize([x[k] for x in r]) for k in ("unavailable", "promoted_after")},
+            "evidence": {
+                k: summarize([x["evidence"][k] for x in c if isinstance(x["evidence"].get(k), int | float)])
+                for k in ("GateSeconds", "CatchupSeconds", "PromoteSeconds", "TotalSeconds")
+            },
+            "overhead": summarize([a["unavailable"] - b["unavailable"] for a, b in zip(c, r, strict=False)]),
+            "read_only_errors": sum(x["read_only_errors"] for x in c),
+            "acked_missing_on_target": sum(x["acked_missing_on_target"] for x in c + r),
+            "data_loss": [x["data_loss"] for x in c if x["data_loss"]],
+            "runs": {"cloudmig": c, "raw": r},
+        }
+        med, base = d["cloudmig"]["unavailable"].get("median"), d["raw"]["unavailable"].get("median")
         if med is not None:
             res.goals.append(
                 goal(
-                    f"switchover: {label} (median)",
+                    f"switchover at {rate} tx/s: write unavailability (median)",
                     f"< {GOAL_SECONDS:.0f} s",
                     med,
                     med < GOAL_SECONDS,
-                    f"spread {fmt_s(d['cloudmig'][key])}",
+                    f"spread {fmt_s(d['cloudmig']['unavailable'])}",
+                    source="issue #11",
                 )
             )
-    if d["rows_missing_on_target"]:
-        res.notes.append(f"{d['rows_missing_on_target']} acknowledged source rows missing on the target!")
-    if d["refused_not_quiet"]:
-        res.notes.append(
-            f"Activate refused {d['refused_not_quiet']} time(s) because the source's WAL moved "
-            "during the quiet window (background WAL); retried."
-        )
+        if med is not None and base is not None:
+            res.goals.append(
+                goal(
+                    f"switchover at {rate} tx/s: cloudmig - by hand (medians)",
+                    f"< {GOAL_OVER_BASELINE_SECONDS} s",
+                    med - base,
+                    med - base < GOAL_OVER_BASELINE_SECONDS,
+                    f"by hand {fmt_s(d['raw']['unavailable'])}",
+                    source="issue #11",
+                )
+            )
+        if d["acked_missing_on_target"]:
+            res.notes.append(
+                f"{rate}/s: {d['acked_missing_on_target']} acknowledged rows missing on the new primary!"
+            )
+        if d["data_loss"]:
+            res.notes.append(f"{rate}/s: DataLoss reported on a clean switchover: {d['data_loss']}")
+    res.data = data
     return res
 
 
 def render(res: Result) -> str:
-    d, p = res.data, res.params
-    c, r, e = d["cloudmig"], d["raw"], d["evidence"]
+    p = res.params
     lines = [
-        f"Source pgbench scale 1, idle but for the writer: single-row INSERTs (autocommit) for "
-        f"{p['writer_seconds_before']:.0f} s, stopped when Activate is called. Target writer: retries an INSERT "
-        "(reconnecting if needed) from the call until one is acknowledged. Defaults: "
-        f"switch_quiet_seconds {p['switch_quiet_seconds']}, switch_quiet_attempts {p['switch_quiet_attempts']}.",
+        f"Source pgbench scale 1; the migration account has the fence privileges. Writers insert one row a "
+        f"transaction (autocommit; at most {PER_WRITER}/s a connection) for {p['writer_seconds_before']:.0f} s "
+        "before the call and keep writing through it: on the source until told, reconnecting on errors, "
+        f"then on the new primary (cloudmig: once Describe says success, polled every {DESCRIBE_POLL_SECONDS * 1000:.0f} ms; "
+        "by hand: once pg_promote returns). Unavailability: last acknowledged write on the source to the first on "
+        f"the new primary. {p['repeats']} run(s) per rate, alternating cloudmig and by hand.",
         "",
-        "| | cloudmig (Activate) | by hand (pg_promote on a raw standby) |",
-        "|---|---|---|",
-        f"| call → first write on the target | {fmt_s(c['activate_to_write'])} | {fmt_s(r['activate_to_write'])} |",
-        f"| write unavailability | {fmt_s(c['unavailable'])} | {fmt_s(r['unavailable'])} |",
-        f"| the call itself returns after | {fmt_s(c['activate_call'])} | {fmt_s(r['promote_call'])} |",
-        f"| Describe shows success after | {fmt_s(c['to_success'])} | - |",
-        "",
+        "| rate | cloudmig unavailability | by hand | cloudmig - by hand (paired) | Activate returns | Describe success |",
+        "|---|---|---|---|---|---|",
     ]
-    if d["ratio_unavailable"].get("n"):
+    for rate, d in res.data["rates"].items():
+        c, r = d["cloudmig"], d["raw"]
         lines.append(
-            f"Unavailability cloudmig / by hand: median {d['ratio_unavailable']['median']:.2f}; cloudmig - by hand: "
-            f"{fmt_s(d['overhead_unavailable'])}."
+            f"| {rate}/s | {fmt_s(c['unavailable'])} | {fmt_s(r['unavailable'])} | {fmt_s(d['overhead'])} | "
+            f"{fmt_s(c['activate_call'])} | {fmt_s(c['to_success'])} |"
         )
-    lines.append(
-        f"From the task's evidence: catch-up {fmt_s(e['CatchupSeconds'])}, promote {fmt_s(e['PromoteSeconds'])}, "
-        f"total {fmt_s(e['TotalSeconds'])}. Acknowledged source rows missing on the target: "
-        f"{d['rows_missing_on_target']}."
-    )
+    lines.append("")
+    for rate, d in res.data["rates"].items():
+        e = d["evidence"]
+        lines.append(
+            f"- {rate}/s, from the evidence: gate (fence + proof) {fmt_s(e['GateSeconds'])}, request → promotion "
+            f"{fmt_s(e['CatchupSeconds'])}, promotion {fmt_s(e['PromoteSeconds'])}, request → success "
+            f"{fmt_s(e['TotalSeconds'])}; writes refused read-only by the fence: {d['read_only_errors']}; "
+            f"acknowledged rows missing on the new primary: {d['acked_missing_on_target']}; DataLoss reported: "
+            f"{len(d['data_loss'])}."
+        )
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,9 @@ def test_sigkill_during_basebackup_and_increment(fresh_service, make_source) -> 
     client = svc.tea()
     wait_streaming(client, instance_id, task_id)
     wait_for(lambda: _count_on_target(attr, "while_down") == 1000, 60, what="rows written while down")
-    # Exactly one slot on the source, the task's.
-    assert source.sql("SELECT slot_name FROM pg_replication_slots") == [(f"cloudmig_task_{task_id}",)]
+    # Exactly one slot on the source, the task's (cloudmig_<installation id>_<task id>).
+    slots = source.sql("SELECT slot_name FROM pg_replication_slots")
+    assert len(slots) == 1 and re.fullmatch(rf"cloudmig_[0-9a-f]{{8}}_{task_id}", slots[0][0]), slots
 
 
 def test_secrets_never_leak(service, make_source) -> None:

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from cloudmig.cli.output import EXIT_FAILED, EXIT_OK, human_rate, human_seconds
 from cloudmig.domain.enums import STAGE_ORDER
+from cloudmig.domain.switchover import describe_data_loss
 from cloudmig.domain.units import human_bytes
 
 STAGES = [s.value for s in STAGE_ORDER]
@@ -127,16 +128,8 @@ def _evidence(item: dict[str, Any]) -> dict[str, Any]:
 
 def data_loss_text(item: dict[str, Any]) -> str | None:
     """What the new primary is known to miss (the DataLoss extension field), or None."""
-    loss = item.get("DataLoss")
-    if not isinstance(loss, dict) or not loss:
-        return None
-    parts = []
-    if loss.get("RowsAfterCut"):
-        parts.append(f"{loss['RowsAfterCut']} row change(s) written to the old source after the cut")
-    if loss.get("BytesNotReplayed"):
-        parts.append(f"{human_bytes(loss['BytesNotReplayed'])} of the source's WAL not replayed")
-    what = " and ".join(parts) or "writes"
-    return f"DATA LOSS: {what} are not on the new primary (detected {loss.get('DetectedAt') or '-'})"
+    text = describe_data_loss(item.get("DataLoss"))
+    return None if text is None else f"DATA LOSS: {text}"
 
 
 def status_label(item: dict[str, Any]) -> tuple[str, str]:

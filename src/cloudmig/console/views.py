@@ -16,6 +16,7 @@ from cloudmig.domain.enums import (
     TaskKind,
     TaskStatus,
 )
+from cloudmig.domain.switchover import describe_data_loss
 from cloudmig.store.records import InstanceRecord, TaskRecord
 
 EVENT_LIMIT = 200
@@ -122,15 +123,7 @@ def _yes_no(value: Any) -> str:
 
 def data_loss_text(evidence: dict[str, Any]) -> str | None:
     """What the new primary is known to miss, in words; None when nothing was lost."""
-    loss = evidence.get("DataLoss")
-    if not isinstance(loss, dict) or not loss:
-        return None
-    parts = []
-    if loss.get("RowsAfterCut"):
-        parts.append(f"{loss['RowsAfterCut']} row change(s) reached the old source after the cut")
-    if loss.get("BytesNotReplayed"):
-        parts.append(f"{fmt.human_bytes(loss['BytesNotReplayed'])} of the source's WAL were not replayed")
-    return (" and ".join(parts) or "writes were lost") + f" (detected {_when(loss.get('DetectedAt'))})"
+    return describe_data_loss(evidence.get("DataLoss"))
 
 
 def evidence_rows(ev: dict[str, Any]) -> list[Row]:
@@ -140,7 +133,7 @@ def evidence_rows(ev: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     loss = data_loss_text(ev)
     if loss:
-        rows.append(Row("Data loss", loss + ": those writes are not on the new primary", "ev-data-loss"))
+        rows.append(Row("Data loss", loss, "ev-data-loss"))
     phase = str(ev.get("Phase") or DASH)
     if ev.get("AbortedReason"):
         phase += f" ({ev['AbortedReason']})"

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_pascal
 
 from cloudmig.domain.lsn import format_lsn, parse_lsn
 from cloudmig.domain.time import gmt
+from cloudmig.domain.units import human_bytes
 
 
 def _as_utc(value: Any) -> Any:
@@ -28,7 +29,13 @@ def _as_lsn(value: Any) -> Any:
     return parse_lsn(value) if isinstance(value, str) else value
 
 
+def _precise(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 UtcTime = Annotated[datetime, BeforeValidator(_as_utc), PlainSerializer(gmt, return_type=str)]
+# Kept to the microsecond where durations are measured from it (the API's times are to the second).
+PreciseUtcTime = Annotated[datetime, BeforeValidator(_as_utc), PlainSerializer(_precise, return_type=str)]
 Lsn = Annotated[int, BeforeValidator(_as_lsn), PlainSerializer(format_lsn, return_type=str)]
 
 
@@ -70,7 +77,7 @@ class FenceState(StrEnum):
 class SwitchRequest(_Record):
     """ActivateMigrationTargetInstance as recorded on the task."""
 
-    requested_at: UtcTime
+    requested_at: PreciseUtcTime
     force: bool = False
     timeout_seconds: float = 60.0
     fence: FenceChoice = FenceChoice.AUTO
@@ -94,6 +101,11 @@ class SwitchEvidence(_Record):
     # What postgresql.auto.conf gave default_transaction_read_only before the fence (restored on lift).
     fence_previous: str | None = None
     fence_lift_hint: str | None = None
+    # When new sessions became read-only (the source's clock).
+    fence_up_at: UtcTime | None = None
+    # What the fence does not hold (superuser sessions cloudmig may not end, role or database
+    # settings that beat it): the proof that nothing writes then watches full-length windows.
+    unfenced: list[str] | None = None
     gate_seconds: float | None = None
     cut_lsn: Lsn | None = None
     cut_xid: int | None = None  # the source's next transaction id at the cut
@@ -134,3 +146,17 @@ def load_request(raw: dict[str, Any]) -> SwitchRequest | None:
     """The switchover request recorded in a task's `request` JSON, if any."""
     data = raw.get("Switch")
     return SwitchRequest.model_validate(data) if data else None
+
+
+def describe_data_loss(raw: Any) -> str | None:
+    """A DataLoss record (its JSON form) in words, or None when nothing was lost: one wording for
+    the CLI, the console and anything else that shows it."""
+    if not isinstance(raw, dict) or not raw:
+        return None
+    parts = []
+    if raw.get("RowsAfterCut"):
+        parts.append(f"{raw['RowsAfterCut']} row change(s) written to the old source after the cut")
+    if raw.get("BytesNotReplayed"):
+        parts.append(f"{human_bytes(raw['BytesNotReplayed'])} of the source's WAL not replayed")
+    what = " and ".join(parts) or "writes"
+    return f"{what}: not on the new primary (detected {raw.get('DetectedAt') or 'at an unknown time'})"

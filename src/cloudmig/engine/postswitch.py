@@ -34,11 +34,16 @@ APPLICATION_NAME = "cloudmig-watch"
 
 
 def _counters(source: Source, conn: psycopg.Connection) -> dict[str, list[int]]:
+    """Per database (statistics views show only the connected one): `conn` for its own, a session
+    of its own for each other."""
     out: dict[str, list[int]] = {}
     for db in tablestats.databases(conn):
         try:
-            with source.connect(db, application_name=APPLICATION_NAME) as dbconn:
-                c = tablestats.counters(dbconn)
+            if db == conn.info.dbname:
+                c = tablestats.counters(conn)
+            else:
+                with source.connect(db, application_name=APPLICATION_NAME) as dbconn:
+                    c = tablestats.counters(dbconn)
         except psycopg.Error:
             continue  # a database the account may not enter: nothing to compare
         out[db] = [c.user_row_changes, c.analyzes]
@@ -49,6 +54,16 @@ def take_baseline(source: Source, conn: psycopg.Connection, cut_xid: int | None)
     """What the watch compares against, taken at the cut (kept private in the task's progress)."""
     xid = cut_xid if cut_xid is not None else activity.completed_xid_horizon(conn)
     return {"Xid": xid, "Databases": _counters(source, conn)}
+
+
+def unexplained_transactions(source: Source, conn: psycopg.Connection, watch: dict[str, Any]) -> int:
+    """Transactions with an id that ended on the source since the baseline and that ANALYZE (which
+    takes one and changes no user row) does not explain."""
+    ended = activity.completed_xid_horizon(conn) - int(watch["Xid"])
+    if ended <= 0:
+        return 0
+    analyzes = max(_sum(_counters(source, conn)).analyzes - _sum(watch["Databases"]).analyzes, 0)
+    return max(ended - analyzes, 0)
 
 
 def check_all(ctx: AppContext) -> None:

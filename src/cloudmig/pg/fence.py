@@ -13,8 +13,10 @@ from psycopg import sql
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 SETTING = "default_transaction_read_only"
-# How long a reload may take to reach new sessions.
+# How long a reload may take to reach new sessions, and to reach this one (a setting of the
+# account's own can hide it from this session: fresh sessions are asked then).
 RELOAD_WAIT_SECONDS = 10.0
+OWN_SESSION_WAIT_SECONDS = 0.5
 
 LIFT_ALTER_SYSTEM = f"ALTER SYSTEM RESET {SETTING}; SELECT pg_reload_conf();"
 
@@ -28,26 +30,54 @@ def lift_role_hint(roles: list[str]) -> str:
 
 
 def auto_conf_value(conn: Conn) -> str | None:
-    """The value postgresql.auto.conf (ALTER SYSTEM) gives the setting, if it gives one."""
+    """The value postgresql.auto.conf (ALTER SYSTEM) gives the setting, if it gives one.
+
+    pg_settings says which file the value in effect came from (to pg_read_all_settings members,
+    which pg_monitor includes): postgresql.auto.conf is read last, so if it sets the parameter that
+    is where the value comes from, unless a role or database setting beats it (the fence reports
+    that setting; this then reads as unset). pg_file_settings, for superusers, when the source of
+    the value is hidden."""
     row = conn.execute(
-        "SELECT setting FROM pg_file_settings WHERE name = %s AND sourcefile LIKE %s ORDER BY seqno DESC LIMIT 1",
-        (SETTING, "%postgresql.auto.conf"),
+        "SELECT setting, source, sourcefile FROM pg_settings WHERE name = %s", (SETTING,)
     ).fetchone()
+    if row is not None and (row[2] is not None or row[1] != "configuration file"):
+        auto = row[1] == "configuration file" and str(row[2]).endswith("postgresql.auto.conf")
+        return str(row[0]) if auto else None
+    try:
+        row = conn.execute(
+            "SELECT setting FROM pg_file_settings WHERE name = %s AND sourcefile LIKE %s"
+            " ORDER BY seqno DESC LIMIT 1",
+            (SETTING, "%postgresql.auto.conf"),
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None  # nothing tells: lifting the fence resets the parameter
     return None if row is None else str(row[0])
 
 
 def _reload_and_wait(conn: Conn, connect: Any, expected: str) -> None:
+    """Reload, then wait until new sessions get `expected`. This session sees the new value once
+    the postmaster has re-read the file and passed the reload on (new sessions then get it too);
+    unless a setting of the account's own hides it from this session: then ask fresh sessions."""
     conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + OWN_SESSION_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if _current(conn) == expected:
+            return
+        time.sleep(0.005)
     deadline = time.monotonic() + RELOAD_WAIT_SECONDS
     while True:
         # A new session shows what the postmaster hands to new backends.
         with connect() as fresh:
-            row = fresh.execute("SELECT current_setting(%s)", (SETTING,)).fetchone()
-        if row is not None and str(row[0]) == expected:
-            return
+            if _current(fresh) == expected:
+                return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{SETTING} did not become {expected} after a reload")
         time.sleep(0.05)
+
+
+def _current(conn: Conn) -> str | None:
+    row = conn.execute("SELECT current_setting(%s)", (SETTING,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def raise_by_alter_system(conn: Conn, connect: Any) -> None:
@@ -105,3 +135,23 @@ def roles_still_fenced(conn: Conn, roles: list[str]) -> bool:
         (roles, SETTING + "=on"),
     ).fetchone()
     return row is not None and int(row[0]) == len(roles)
+
+
+def overriding_settings(conn: Conn, method_role_settings: bool) -> list[str]:
+    """Role or database settings of the parameter that beat the fence: new sessions they apply to
+    are not read-only. ALTER SYSTEM loses to every role and database setting; a role-wide setting
+    loses only to settings of roles it could not fence (their own role-wide value, or one for a
+    single database)."""
+    rows = conn.execute(
+        "SELECT coalesce(r.rolname, ''), coalesce(d.datname, ''), c FROM pg_db_role_setting s"
+        " LEFT JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase,"
+        " unnest(s.setconfig) c WHERE c LIKE %s AND c <> %s",
+        (SETTING + "=%", SETTING + "=on"),
+    ).fetchall()
+    out: list[str] = []
+    for role, db, setting in rows:
+        if method_role_settings and not role:
+            continue  # a database's setting loses to the fence's role-wide one
+        where = " in ".join(x for x in (f"role {role}" if role else "", f"database {db}" if db else "") if x)
+        out.append(f"{where} sets {setting}")
+    return out

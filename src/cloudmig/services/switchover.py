@@ -25,8 +25,9 @@ from cloudmig.store import tasks as task_store
 from cloudmig.store.records import TaskRecord
 
 VERDICT_POLL_SECONDS = 0.05
-# Phases that mean the gate was passed.
-_PASSED = frozenset({SwitchPhase.CATCHUP, SwitchPhase.PROMOTING, SwitchPhase.DONE})
+# Phases that mean the gate was passed: the point of no return, whose last check (no transaction
+# ended on the source after the cut) is part of the gate.
+_PASSED = frozenset({SwitchPhase.PROMOTING, SwitchPhase.DONE})
 
 
 def current_migration(ctx: AppContext, instance_id: str) -> TaskRecord:
