@@ -270,7 +270,16 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     failed_id = cli.json("migrate", "show", instance_id)["TaskId"]
     assert f"cloudmig migrate show {instance_id} --task-id {failed_id}" in r.stderr
     created = cli.json(
-        "migrate", "create", instance_id, *src, "--password-file", str(pw), "--task-name", "cli-task"
+        "migrate",
+        "create",
+        instance_id,
+        *src,
+        "--password-file",
+        str(pw),
+        "--task-name",
+        "cli-task",
+        "--copy-compression",
+        "none",
     )
     task_id = created["TaskId"]
     assert created["TaskName"] == "cli-task"
@@ -294,6 +303,7 @@ def test_migration_through_the_cli(service: Service, make_source: Any, tmp_path:
     assert item["TaskId"] == task_id and item["Status"] == "running"
     bb = item["Progress"]["BaseBackup"]
     assert bb["Phase"] == "done" and bb["BytesDone"] == bb["BytesTotal"] > 1_000_000
+    assert bb["CompressionRequested"] == "none"  # --copy-compression reached the task
     assert {"RateBytesPerSecond", "EtaSeconds", "ElapsedSeconds"} <= set(bb)
     rep = item["Progress"]["Replication"]
     assert {"SourceLsn", "ReceivedLsn", "ReplayedLsn", "LagBytes", "ObservedAt"} <= set(rep)

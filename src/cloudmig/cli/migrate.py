@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -107,6 +108,14 @@ def create(
     password_env: PasswordEnvOpt = None,
     ssl_mode: SslModeOpt = None,
     ssl_root_cert: SslRootCertOpt = None,
+    copy_compression: Annotated[
+        str | None,
+        typer.Option(
+            "--copy-compression",
+            metavar="MODE",
+            help="Full copy compression: auto (default: chosen from the link), none, lz4, zstd or zstd:LEVEL.",
+        ),
+    ] = None,
     follow: Annotated[bool, typer.Option("--watch", help="Then watch it (see `migrate watch`).")] = False,
     until: UntilOpt = "streaming",
     interval: IntervalOpt = 1.0,
@@ -124,6 +133,8 @@ def create(
         ssl_mode,
         ssl_root_cert,
     )
+    if copy_compression:
+        src = replace(src, extra={"CopyCompression": copy_compression})
     api = api_from_env()
     created = api.create_migration(instance_id, src)
     if output is OutputFormat.JSON:
