@@ -50,7 +50,10 @@ def _source_connection(tc: TaskContext) -> psycopg.Connection | None:
 
 def _observe(tc: TaskContext) -> tuple[Observation, SlotHealth | None, tuple[int, int | None] | None]:
     source = _source_connection(tc)
-    obs = observe(tc.connection("target", lambda: _target_connection(tc)), source)
+    # A new connection to the target each time (a local socket: cheap): a postmaster that accepts
+    # no connection any more is down, even while an old session and its walreceiver still work.
+    with _target_connection(tc) as target:
+        obs = observe(target, source)
     slot = sizes = None
     if source is not None:
         slot = pg_slots.slot_health(source, tc.slot_name)
@@ -92,6 +95,20 @@ def _receiving(tc: TaskContext, obs: Observation, health: dict[str, Any]) -> boo
     return stalled < STALLED_OBSERVATIONS
 
 
+def _replication_progress(obs: Observation, previous: dict[str, Any]) -> dict[str, Any]:
+    """Progress.Replication; while the source cannot be read it keeps the last source position
+    read and when it was read (SourceLsnAt): a forced switchover records them as last known."""
+    now = time.time()
+    out = progress_fields(obs, previous, now)
+    out["SourceReachable"] = obs.source_lsn is not None
+    if obs.source_lsn is not None:
+        out["SourceLsnAt"] = now
+    elif previous.get("SourceLsn"):
+        out["SourceLsn"] = previous["SourceLsn"]
+        out["SourceLsnAt"] = previous.get("SourceLsnAt") or previous.get("ObservedAt")
+    return out
+
+
 def _warn(tc: TaskContext, health: dict[str, Any], key: str, text: str) -> None:
     """A warning shown on Describe (Warning) and written to Detail once per level."""
     if health.get(f"_warned_{key}") != text.split(":")[0]:
@@ -110,6 +127,7 @@ class IncrementStage:
             tc.write_passfile()  # e.g. the runtime dir was cleared by a reboot
         if inst.ensure_running():
             tc.event(SECTION_SYNC, "Standby was not running; started it again")
+            _set_state(tc, ReplicationState.DISCONNECT, "the standby was not running")
         _lift_leftover_fence(tc)
         try:
             obs, slot, sizes = _observe_once_more(tc)
@@ -132,7 +150,7 @@ class IncrementStage:
         why = ""
         if state is not ReplicationState.DISCONNECT and not _receiving(tc, obs, health):
             state, why = ReplicationState.DISCONNECT, "the standby stopped receiving while the source writes"
-        progress["Replication"] = progress_fields(obs, progress.get("Replication", {}), time.time())
+        progress["Replication"] = _replication_progress(obs, progress.get("Replication", {}))
         warnings = health.pop("_warnings")
         health["Warning"] = "; ".join(warnings) if warnings else None
         progress["Health"] = health
@@ -159,7 +177,7 @@ class IncrementStage:
                 f"Replication slot {tc.slot_name} {what}: the standby cannot catch up; copying the source "
                 f"again (attempt {done + 1} of {s.recopy_max_attempts})",
             )
-            tc.instance().stop()
+            tc.instance().halt()
             tc.close_connections()
             if slot is not None:
                 slots.drop_on_source(tc.source(), tc.slot_name)
@@ -218,8 +236,12 @@ class IncrementStage:
         return None
 
     def revert(self, tc: TaskContext) -> None:
-        tc.instance().stop()
-        undo_copy(tc)
+        # The standby goes first (its walsender would hold the slot), and the slot goes whatever
+        # happens to the standby: it protects the source.
+        try:
+            tc.instance().halt()
+        finally:
+            undo_copy(tc)
 
     def on_retries_exhausted(self, tc: TaskContext, reason: str) -> Outcome:
         # The standby retries its link for as long as it takes; the watermarks end it when needed.
