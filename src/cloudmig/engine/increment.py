@@ -221,6 +221,7 @@ class IncrementStage:
                 _storage_checked=now,
                 StorageUsedBytes=reading.used,
                 StorageQuotaBytes=reading.quota,
+                StorageCapacityBytes=reading.capacity,
                 _storage_level=reading.level,
                 _storage_message=reading.message,
             )
