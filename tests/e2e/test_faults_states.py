@@ -16,6 +16,7 @@ from Tea.exceptions import TeaException
 
 from tests.support.faults import (
     activate,
+    children,
     cloudmig_slots,
     cluster_child,
     connect_target,
@@ -175,3 +176,26 @@ def test_frozen_receiver_warns_then_stops_at_the_limit(fresh_service, make_sourc
     detail = wait_for(cleaned_up, 60, what="the clean-up to end")
     assert f"Dropped replication slot {slot}" in detail
     assert "did not complete" not in detail
+
+
+def test_frozen_source_does_not_stall_the_observation(fresh_service, make_source) -> None:
+    """A source that answers nothing (a frozen host, a network partition): observation goes on and
+    says the source cannot be read (the state then follows the standby's own receiver, which
+    gives up after its wal_receiver_timeout)."""
+    svc = fresh_service.start()
+    source = make_source(scale=1)
+    _client, instance_id, _, task_id = migrate_to_streaming(svc, source)
+
+    def observed(reachable: bool, after: float) -> dict | None:
+        repl = item(svc, instance_id, task_id)["Progress"]["Replication"]
+        return repl if repl.get("SourceReachable") is reachable and repl["ObservedAt"] > after else None
+
+    pm = postmaster_pid(source.pgdata)
+    with stopped(pm, *children(pm)):
+        frozen_at = time.time()
+        repl = wait_for(lambda: observed(False, frozen_at), 30, interval=0.2, what="an observation")
+        assert repl["SourceLsn"], "the last source position read is kept"
+        assert repl["SourceLsnAt"] <= frozen_at
+    thawed_at = time.time()
+    wait_for(lambda: observed(True, thawed_at), 30, interval=0.2, what="the source to be read again")
+    assert _state(svc, instance_id, task_id) == "streaming"

@@ -8,8 +8,13 @@ before either disk is at risk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -31,6 +36,8 @@ from cloudmig.pg.slots import SlotHealth
 
 log = logging.getLogger(__name__)
 
+# The source's part of one observation (three small queries) may take this long.
+SOURCE_QUERY_SECONDS = 10.0
 # Received WAL that stands still this many observations while the source is ahead: not receiving.
 STALLED_OBSERVATIONS = 2
 
@@ -48,16 +55,44 @@ def _source_connection(tc: TaskContext) -> psycopg.Connection | None:
         return None  # the standby's own receiver status tells whether the link is down
 
 
+@contextlib.contextmanager
+def _deadline(conn: psycopg.Connection | None, seconds: float) -> Iterator[None]:
+    """Break `conn` when the block takes longer than `seconds`: a source that answers nothing (a
+    frozen host, a network partition) would otherwise hold the observation until TCP gives up, a
+    quarter of an hour or, when its kernel still acknowledges, for ever. The query then fails
+    with OperationalError, as for a broken connection."""
+    if conn is None:
+        yield
+        return
+    fd = conn.pgconn.socket
+
+    def expire() -> None:
+        with contextlib.suppress(OSError):
+            dup = socket.socket(fileno=os.dup(fd))
+            try:
+                dup.shutdown(socket.SHUT_RDWR)  # wakes the query waiting on this connection
+            finally:
+                dup.close()
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def _observe(tc: TaskContext) -> tuple[Observation, SlotHealth | None, tuple[int, int | None] | None]:
     source = _source_connection(tc)
     # A new connection to the target each time (a local socket: cheap): a postmaster that accepts
     # no connection any more is down, even while an old session and its walreceiver still work.
-    with _target_connection(tc) as target:
+    with _target_connection(tc) as target, _deadline(source, SOURCE_QUERY_SECONDS):
         obs = observe(target, source)
-    slot = sizes = None
-    if source is not None:
-        slot = pg_slots.slot_health(source, tc.slot_name)
-        sizes = pg_slots.wal_size_settings_mb(source)
+        slot = sizes = None
+        if source is not None:
+            slot = pg_slots.slot_health(source, tc.slot_name)
+            sizes = pg_slots.wal_size_settings_mb(source)
     return obs, slot, sizes
 
 
