@@ -98,6 +98,52 @@ def test_host_crash_after_promotion_keeps_the_promoted_target(fresh_service, mak
     wait_for(lambda: cloudmig_slots(source) == [], 60, what="the slot to be dropped")
 
 
+def test_target_dies_after_promotion(fresh_service, make_source) -> None:
+    """Only the target's postmaster dies once promoted, while the switch is in its last steps:
+    the switch completes and the new primary is started again, with everything it had."""
+    svc = fresh_service.start()
+    source = make_source(scale=1)
+    ledger(source, ROWS)
+    client, instance_id, attr, task_id = migrate_to_streaming(svc, source)
+    port, pgdata = int(attr.port), instance_pgdata(svc, instance_id)
+    wait_for(lambda: _replayed_all(svc, instance_id, port, source), 60, what="replay of everything")
+
+    # A frozen source makes the switch linger in its slot drop, after the promotion.
+    with stopped(postmaster_pid(source.pgdata)):
+        activate(client, instance_id, force=True)
+
+        def promoted_not_done() -> bool:
+            return phase(svc, instance_id, task_id) == "promoting" and _promoted(svc, instance_id, port)
+
+        wait_for(promoted_not_done, 60, interval=0.05, what="promoted target with Phase=promoting")
+        # Past the switch's last use of the target (its role is made, the slot drop waits).
+        wait_for(
+            lambda: "Created cloudmig's reserved role" in item(svc, instance_id, task_id)["Detail"],
+            30,
+            interval=0.05,
+            what="the last step on the target",
+        )
+        assert phase(svc, instance_id, task_id) == "promoting"
+        with connect_target(svc, instance_id, port) as conn:
+            conn.execute("INSERT INTO ledger (id) VALUES (-1)")
+        crash_cluster(pgdata)
+
+    it = wait_success(svc, instance_id, task_id)
+    ids = wait_for(lambda: _ids_on_when_up(svc, instance_id, port), 60, what="the new primary to run again")
+    assert ids == {-1, *range(1, ROWS + 1)}
+    with connect_target(svc, instance_id, port) as conn:
+        assert timeline(conn) == 2
+    assert it["Evidence"]["TimelineAfter"] == 2
+    wait_for(lambda: cloudmig_slots(source) == [], 60, what="the slot to be dropped")
+
+
+def _ids_on_when_up(service, instance_id, port) -> set[int] | None:
+    try:
+        return _ids_on(service, instance_id, port)
+    except Exception:
+        return None
+
+
 def test_target_dies_while_promoting(fresh_service, make_source) -> None:
     """Only the target's postmaster dies while the promotion is under way: the switch completes."""
     svc = fresh_service.start()
