@@ -36,8 +36,8 @@ from cloudmig.pg.slots import SlotHealth
 
 log = logging.getLogger(__name__)
 
-# The source's part of one observation (three small queries) may take this long.
-SOURCE_QUERY_SECONDS = 10.0
+# The queries of one observation (a few small ones on each side) may take this long.
+OBSERVATION_SECONDS = 10.0
 # Received WAL that stands still this many observations while the source is ahead: not receiving.
 STALLED_OBSERVATIONS = 2
 
@@ -56,23 +56,21 @@ def _source_connection(tc: TaskContext) -> psycopg.Connection | None:
 
 
 @contextlib.contextmanager
-def _deadline(conn: psycopg.Connection | None, seconds: float) -> Iterator[None]:
-    """Break `conn` when the block takes longer than `seconds`: a source that answers nothing (a
-    frozen host, a network partition) would otherwise hold the observation until TCP gives up, a
-    quarter of an hour or, when its kernel still acknowledges, for ever. The query then fails
-    with OperationalError, as for a broken connection."""
-    if conn is None:
-        yield
-        return
-    fd = conn.pgconn.socket
+def _deadline(seconds: float, *conns: psycopg.Connection | None) -> Iterator[None]:
+    """Break the connections when the block takes longer than `seconds`: a server that answers
+    nothing (a frozen host, a network partition) would otherwise hold the observation until TCP
+    gives up, a quarter of an hour or, when its kernel still acknowledges, for ever. The query
+    then fails with OperationalError, as on a broken connection."""
+    fds = [c.pgconn.socket for c in conns if c is not None]
 
     def expire() -> None:
-        with contextlib.suppress(OSError):
-            dup = socket.socket(fileno=os.dup(fd))
-            try:
-                dup.shutdown(socket.SHUT_RDWR)  # wakes the query waiting on this connection
-            finally:
-                dup.close()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                dup = socket.socket(fileno=os.dup(fd))
+                try:
+                    dup.shutdown(socket.SHUT_RDWR)  # wakes the query waiting on this connection
+                finally:
+                    dup.close()
 
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
@@ -87,7 +85,7 @@ def _observe(tc: TaskContext) -> tuple[Observation, SlotHealth | None, tuple[int
     source = _source_connection(tc)
     # A new connection to the target each time (a local socket: cheap): a postmaster that accepts
     # no connection any more is down, even while an old session and its walreceiver still work.
-    with _target_connection(tc) as target, _deadline(source, SOURCE_QUERY_SECONDS):
+    with _target_connection(tc) as target, _deadline(OBSERVATION_SECONDS, target, source):
         obs = observe(target, source)
         slot = sizes = None
         if source is not None:
