@@ -38,5 +38,7 @@ TEXT_SYNC = "Synchronize data from source to RDS by streaming replication "
 SECTION_BACKUP = "Backup source data"
 SECTION_SWITCH = "Switch over"
 SECTION_FAILURE = "Task failed"
+# A step that failed and is tried again: not "Task failed", which clients read as the task's end.
+SECTION_RETRY = "Retrying"
 SECTION_SLOTS = "Replication slot"
 SECTION_HEALTH = "Health"

@@ -40,7 +40,11 @@ Lsn = Annotated[int, BeforeValidator(_as_lsn), PlainSerializer(format_lsn, retur
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True, extra="ignore")
+    # Assignments are validated too: an LSN assigned as text (as Progress keeps it) is parsed, not
+    # stored as a string that fails when the evidence is saved.
+    model_config = ConfigDict(
+        alias_generator=to_pascal, populate_by_name=True, extra="ignore", validate_assignment=True
+    )
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json", exclude_none=True)

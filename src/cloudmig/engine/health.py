@@ -36,6 +36,9 @@ class StorageReading:
     used: int
     quota: int
     free: int
+    # What the instance can hold: its quota, or less when its file system cannot give that much
+    # while keeping the reserve free (warnings are shares of this).
+    capacity: int
     # The highest warning level (0.8, 0.9) passed, 0 for none, 1.0 at the quota or a full disk.
     level: float
     message: str
@@ -45,12 +48,14 @@ def read_storage(inst: ManagedInstance, reserve_mb: int) -> StorageReading:
     used = inst.size_bytes()
     quota = inst.storage_bytes
     free = inst.free_bytes()
-    share = used / quota if quota else 0.0
+    room = max(used + free - reserve_mb * MB, 0)
+    capacity = min(quota, room)
     if used >= quota:
         return StorageReading(
             used,
             quota,
             free,
+            capacity,
             1.0,
             f"the instance uses {_mb(used)}, its storage quota is {inst.storage_gb} GB",
         )
@@ -59,12 +64,19 @@ def read_storage(inst: ManagedInstance, reserve_mb: int) -> StorageReading:
             used,
             quota,
             free,
+            capacity,
             1.0,
             f"its file system has {_mb(free)} free, less than the {reserve_mb} MB reserve",
         )
+    share = used / capacity if capacity else 1.0
     level = max((w for w in STORAGE_WARNINGS if share >= w), default=0.0)
+    of = (
+        f"{inst.storage_gb} GB"
+        if capacity == quota
+        else f"the {_mb(capacity)} its file system can hold (keeping {reserve_mb} MB free; quota {inst.storage_gb} GB)"
+    )
     return StorageReading(
-        used, quota, free, level, f"the instance uses {_mb(used)} of {inst.storage_gb} GB ({share:.0%})"
+        used, quota, free, capacity, level, f"the instance uses {_mb(used)} of {of} ({share:.0%})"
     )
 
 

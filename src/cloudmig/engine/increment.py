@@ -8,8 +8,13 @@ before either disk is at risk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -31,6 +36,8 @@ from cloudmig.pg.slots import SlotHealth
 
 log = logging.getLogger(__name__)
 
+# The queries of one observation (a few small ones on each side) may take this long.
+OBSERVATION_SECONDS = 10.0
 # Received WAL that stands still this many observations while the source is ahead: not receiving.
 STALLED_OBSERVATIONS = 2
 
@@ -48,13 +55,42 @@ def _source_connection(tc: TaskContext) -> psycopg.Connection | None:
         return None  # the standby's own receiver status tells whether the link is down
 
 
+@contextlib.contextmanager
+def _deadline(seconds: float, *conns: psycopg.Connection | None) -> Iterator[None]:
+    """Break the connections when the block takes longer than `seconds`: a server that answers
+    nothing (a frozen host, a network partition) would otherwise hold the observation until TCP
+    gives up, a quarter of an hour or, when its kernel still acknowledges, for ever. The query
+    then fails with OperationalError, as on a broken connection."""
+    fds = [c.pgconn.socket for c in conns if c is not None]
+
+    def expire() -> None:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                dup = socket.socket(fileno=os.dup(fd))
+                try:
+                    dup.shutdown(socket.SHUT_RDWR)  # wakes the query waiting on this connection
+                finally:
+                    dup.close()
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def _observe(tc: TaskContext) -> tuple[Observation, SlotHealth | None, tuple[int, int | None] | None]:
     source = _source_connection(tc)
-    obs = observe(tc.connection("target", lambda: _target_connection(tc)), source)
-    slot = sizes = None
-    if source is not None:
-        slot = pg_slots.slot_health(source, tc.slot_name)
-        sizes = pg_slots.wal_size_settings_mb(source)
+    # A new connection to the target each time (a local socket: cheap): a postmaster that accepts
+    # no connection any more is down, even while an old session and its walreceiver still work.
+    with _target_connection(tc) as target, _deadline(OBSERVATION_SECONDS, target, source):
+        obs = observe(target, source)
+        slot = sizes = None
+        if source is not None:
+            slot = pg_slots.slot_health(source, tc.slot_name)
+            sizes = pg_slots.wal_size_settings_mb(source)
     return obs, slot, sizes
 
 
@@ -92,6 +128,20 @@ def _receiving(tc: TaskContext, obs: Observation, health: dict[str, Any]) -> boo
     return stalled < STALLED_OBSERVATIONS
 
 
+def _replication_progress(obs: Observation, previous: dict[str, Any]) -> dict[str, Any]:
+    """Progress.Replication; while the source cannot be read it keeps the last source position
+    read and when it was read (SourceLsnAt): a forced switchover records them as last known."""
+    now = time.time()
+    out = progress_fields(obs, previous, now)
+    out["SourceReachable"] = obs.source_lsn is not None
+    if obs.source_lsn is not None:
+        out["SourceLsnAt"] = now
+    elif previous.get("SourceLsn"):
+        out["SourceLsn"] = previous["SourceLsn"]
+        out["SourceLsnAt"] = previous.get("SourceLsnAt") or previous.get("ObservedAt")
+    return out
+
+
 def _warn(tc: TaskContext, health: dict[str, Any], key: str, text: str) -> None:
     """A warning shown on Describe (Warning) and written to Detail once per level."""
     if health.get(f"_warned_{key}") != text.split(":")[0]:
@@ -110,6 +160,7 @@ class IncrementStage:
             tc.write_passfile()  # e.g. the runtime dir was cleared by a reboot
         if inst.ensure_running():
             tc.event(SECTION_SYNC, "Standby was not running; started it again")
+            _set_state(tc, ReplicationState.DISCONNECT, "the standby was not running")
         _lift_leftover_fence(tc)
         try:
             obs, slot, sizes = _observe_once_more(tc)
@@ -132,7 +183,7 @@ class IncrementStage:
         why = ""
         if state is not ReplicationState.DISCONNECT and not _receiving(tc, obs, health):
             state, why = ReplicationState.DISCONNECT, "the standby stopped receiving while the source writes"
-        progress["Replication"] = progress_fields(obs, progress.get("Replication", {}), time.time())
+        progress["Replication"] = _replication_progress(obs, progress.get("Replication", {}))
         warnings = health.pop("_warnings")
         health["Warning"] = "; ".join(warnings) if warnings else None
         progress["Health"] = health
@@ -159,7 +210,7 @@ class IncrementStage:
                 f"Replication slot {tc.slot_name} {what}: the standby cannot catch up; copying the source "
                 f"again (attempt {done + 1} of {s.recopy_max_attempts})",
             )
-            tc.instance().stop()
+            tc.instance().halt()
             tc.close_connections()
             if slot is not None:
                 slots.drop_on_source(tc.source(), tc.slot_name)
@@ -203,6 +254,7 @@ class IncrementStage:
                 _storage_checked=now,
                 StorageUsedBytes=reading.used,
                 StorageQuotaBytes=reading.quota,
+                StorageCapacityBytes=reading.capacity,
                 _storage_level=reading.level,
                 _storage_message=reading.message,
             )
@@ -218,8 +270,12 @@ class IncrementStage:
         return None
 
     def revert(self, tc: TaskContext) -> None:
-        tc.instance().stop()
-        undo_copy(tc)
+        # The standby goes first (its walsender would hold the slot), and the slot goes whatever
+        # happens to the standby: it protects the source.
+        try:
+            tc.instance().halt()
+        finally:
+            undo_copy(tc)
 
     def on_retries_exhausted(self, tc: TaskContext, reason: str) -> Outcome:
         # The standby retries its link for as long as it takes; the watermarks end it when needed.

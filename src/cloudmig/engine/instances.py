@@ -67,8 +67,10 @@ def should_run(ctx: AppContext, inst: InstanceRecord) -> bool:
     return task is None or task.stage not in (MigrateStage.BASEBACKUP,)
 
 
-def ensure_running(ctx: AppContext, inst: InstanceRecord) -> None:
-    """After a restart of the host, bring instances back, a standby or a promoted target included."""
+def ensure_running(ctx: AppContext, inst: InstanceRecord) -> bool:
+    """Bring an instance back (after a restart of the host, a crash of its server), a standby or a
+    promoted target included; True when it had to be started."""
     managed = ManagedInstance.of(ctx.provider, inst)
     if should_run(ctx, inst) and (managed.pgdata / "PG_VERSION").is_file():
-        managed.ensure_running()
+        return managed.ensure_running()
+    return False

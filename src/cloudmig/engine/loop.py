@@ -19,6 +19,9 @@ from cloudmig.store.db import is_disk_full
 
 log = logging.getLogger(__name__)
 
+# How often Running instances no task works on are looked at (and started again when down).
+FREE_INSTANCE_CHECK_SECONDS = 10.0
+
 
 class Periodic:
     """A job run in its own thread every `interval` seconds (never two at once); `due_now` makes
@@ -51,6 +54,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._workers: dict[int, tuple[threading.Thread, threading.Event]] = {}
         self._instance_workers: dict[str, threading.Thread] = {}
+        self._free_instances_checked = float("-inf")
         self._lock = threading.Lock()
         s = ctx.settings
         self._periodic = [
@@ -129,7 +133,10 @@ class Engine:
                 self._workers[tid] = (th, ev)
                 th.start()
             self._tick_instances()
-        monotonic = self.ctx.clock.monotonic()
+            monotonic = self.ctx.clock.monotonic()
+            if monotonic - self._free_instances_checked >= FREE_INSTANCE_CHECK_SECONDS:
+                self._free_instances_checked = monotonic
+                self._keep_free_instances_up()
         for job in self._periodic:
             job.tick(monotonic)
 
@@ -145,6 +152,35 @@ class Engine:
             )
             self._instance_workers[inst.id] = th
             th.start()
+
+    def _keep_free_instances_up(self) -> None:
+        """Start again Running instances no task works on whose server is down (e.g. a new primary
+        whose server crashed after its switchover); a task's own stages keep its instance running.
+        One thread for the batch, registered as each instance's worker: no deletion of these
+        instances starts while it runs."""
+        free = [
+            inst
+            for inst in instance_store.in_status(self.ctx.db, InstanceStatus.RUNNING)
+            if inst.migration_task_id is None and inst.id not in self._instance_workers
+        ]
+        if not free:
+            return
+
+        def keep_up() -> None:
+            for inst in free:
+                now = instance_store.get_instance(self.ctx.db, inst.id)  # a migration may have begun
+                if now is None or now.status is not InstanceStatus.RUNNING or now.migration_task_id:
+                    continue
+                try:
+                    if instances.ensure_running(self.ctx, now):
+                        log.warning("instance %s was not running; started it again", inst.id)
+                except Exception:
+                    log.exception("could not start instance %s", inst.id)
+
+        th = threading.Thread(target=keep_up, name="instances-up", daemon=True)
+        for inst in free:
+            self._instance_workers[inst.id] = th
+        th.start()
 
     def _instance_step(self, fn: Callable[..., None], *args: object) -> None:
         try:

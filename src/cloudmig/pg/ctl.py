@@ -120,8 +120,22 @@ def reload(bin_dir: Path, pgdata: Path, *, user: OsUser | None) -> None:
     run([bin_dir / "pg_ctl", "reload", "-D", pgdata], user=user, timeout=30)
 
 
-def promote(bin_dir: Path, pgdata: Path, *, user: OsUser | None, timeout: float = 60) -> None:
-    """pg_ctl -w promote: end recovery; waits until the server accepts writes. Works on every
-    supported major (pg_promote() only exists since 12)."""
-    argv: list[str | Path] = [bin_dir / "pg_ctl", "promote", "-D", pgdata, "-w", "-t", str(int(timeout))]
+def promote(
+    bin_dir: Path, pgdata: Path, *, user: OsUser | None, timeout: float = 60, wait: bool = True
+) -> None:
+    """pg_ctl promote: end recovery; with `wait`, until the server accepts writes (pg_ctl does not
+    notice a server that dies meanwhile: without `wait`, the caller watches, see cluster_state).
+    Works on every supported major (pg_promote() only exists since 12)."""
+    argv: list[str | Path] = [bin_dir / "pg_ctl", "promote", "-D", pgdata]
+    argv += ["-w", "-t", str(int(timeout))] if wait else ["-W"]
     run(argv, user=user, timeout=timeout + 30)
+
+
+def cluster_state(bin_dir: Path, pgdata: Path, *, user: OsUser | None) -> str:
+    """pg_control's "Database cluster state" ("in production", "in archive recovery", ...)."""
+    out = run([bin_dir / "pg_controldata", "-D", pgdata], user=user, env={"LC_ALL": "C"}, timeout=30).stdout
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Database cluster state":
+            return value.strip()
+    return ""
