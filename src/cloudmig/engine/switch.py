@@ -28,6 +28,7 @@ from cloudmig.engine.revert import undo_copy
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.instances.managed import OBSERVE_CONNECT_TIMEOUT, ManagedInstance
 from cloudmig.pg import activity, probes, roles
+from cloudmig.pg.conf import StandbyConf
 
 # How often the catch-up wait looks at the target's replay position.
 CATCHUP_POLL_SECONDS = 0.05
@@ -230,6 +231,11 @@ class SwitchStage:
     ) -> Outcome:
         inst = tc.instance()
         if target is None:
+            if ev.past_no_return and not inst.is_running() and inst.configured_as_standby():
+                # Past the point of no return the target must not stream from the source again
+                # (PostgreSQL forgets an unfinished promotion at start): it comes back as a standby
+                # without a primary, replays what it has, and is promoted from there.
+                inst.apply_conf(standby=StandbyConf(primary_conninfo="", primary_slot_name=""))
             if inst.ensure_running():
                 tc.event(SECTION_SWITCH, "The target was not running; started it again")
             with inst.connect(tc.task.source_account, connect_timeout=OBSERVE_CONNECT_TIMEOUT) as conn:
@@ -329,7 +335,7 @@ class SwitchStage:
         repl = tc.task.progress.get("Replication") or {}
         if repl.get("SourceLsn"):
             ev.last_known_source_lsn = repl["SourceLsn"]
-            observed = repl.get("ObservedAt")
+            observed = repl.get("SourceLsnAt") or repl.get("ObservedAt")
             if isinstance(observed, int | float):
                 ev.last_known_source_at = datetime.fromtimestamp(observed, UTC)
         tc.event(

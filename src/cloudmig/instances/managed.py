@@ -15,7 +15,7 @@ from cloudmig.domain import classes
 from cloudmig.domain.classes import InstanceClass
 from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.provider import LocalInstanceProvider
-from cloudmig.pg import ctl
+from cloudmig.pg import compat, ctl
 from cloudmig.pg.conf import StandbyConf
 from cloudmig.pg.runner import PgCommandError
 from cloudmig.pg.source import SourceEndpoint
@@ -94,6 +94,10 @@ class ManagedInstance:
             return False
         self.start()
         return True
+
+    def configured_as_standby(self) -> bool:
+        """Whether the cluster would start as a standby (its promotion, if any, did not complete)."""
+        return (self.pgdata / compat.standby_file(self.major)).exists()
 
     def reload(self) -> None:
         ctl.reload(self.provider.bin_dir(self.major), self.pgdata, user=self.provider.user)

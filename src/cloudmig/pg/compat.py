@@ -126,3 +126,9 @@ def initdb_flags(major: int) -> list[str]:
     """initdb options beyond the common ones that `major` understands."""
     # --no-instructions (14+) only silences the "you can now start the server" hint.
     return ["--no-instructions"] if major >= 14 else []
+
+
+def standby_file(major: int) -> str:
+    """The file whose presence makes a cluster start as a standby (removed or renamed by PostgreSQL
+    when a promotion completes)."""
+    return RECOVERY_CONF if uses_recovery_conf(major) else STANDBY_SIGNAL
