@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # The queries of one observation (a few small ones on each side) may take this long.
 OBSERVATION_SECONDS = 10.0
+# How often a standby that is catching up is observed.
+CATCHUP_OBSERVE_SECONDS = 0.25
 # Received WAL that stands still this many observations while the source is ahead: not receiving.
 STALLED_OBSERVATIONS = 2
 
@@ -119,13 +121,17 @@ def _receiving(tc: TaskContext, obs: Observation, health: dict[str, Any]) -> boo
     """False when the standby's received position stood still while the source was ahead (a
     frozen walreceiver or a broken link the receiver has not noticed yet)."""
     received, source = obs.received_lsn, obs.source_lsn
-    if received is None or source is None or source <= received:
-        health["_stalled"] = 0
-        health["_received"] = received
+    now = time.time()
+    if received is None or source is None or source <= received or health.get("_received") != received:
+        health["_stalled"], health["_stalled_since"], health["_received"] = 0, now, received
         return True
-    stalled = int(health.get("_stalled") or 0) + 1 if health.get("_received") == received else 0
-    health["_stalled"], health["_received"] = stalled, received
-    return stalled < STALLED_OBSERVATIONS
+    stalled = int(health.get("_stalled") or 0) + 1
+    health["_stalled"] = stalled
+    # At least two observations and two regular intervals: catch-up is observed faster.
+    since = float(health.get("_stalled_since") or now)
+    return (
+        stalled < STALLED_OBSERVATIONS or now - since < STALLED_OBSERVATIONS * tc.ctx.settings.observe_seconds
+    )
 
 
 def _replication_progress(obs: Observation, previous: dict[str, Any]) -> dict[str, Any]:
@@ -189,8 +195,12 @@ class IncrementStage:
         progress["Health"] = health
         tc.observe(replication_info=obs.replication_info(), progress=progress)
         _set_state(tc, state, why)
-        # A fixed rate: observations are `observe_seconds` apart however long one takes.
-        return Wait(max(tc.ctx.settings.observe_seconds - (time.monotonic() - started), 0.05))
+        # A fixed rate: observations are `observe_seconds` apart however long one takes; while the
+        # standby catches up they are closer, so that streaming is seen (and shown) when it starts.
+        pace = tc.ctx.settings.observe_seconds
+        if state is ReplicationState.CATCHUP:
+            pace = min(pace, CATCHUP_OBSERVE_SECONDS)
+        return Wait(max(pace - (time.monotonic() - started), 0.05))
 
     def _lost_slot(self, tc: TaskContext, slot: SlotHealth | None, *, source_read: bool) -> Outcome | None:
         if not source_read:
