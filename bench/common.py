@@ -30,7 +30,7 @@ from tests.support.service import Service  # noqa: E402
 
 from cloudmig.pg import ctl  # noqa: E402
 from cloudmig.pg.binaries import find_bin_dir  # noqa: E402
-from cloudmig.pg.conf import make_dir  # noqa: E402
+from cloudmig.pg.files import make_dir  # noqa: E402
 from cloudmig.pg.runner import OsUser  # noqa: E402
 
 MIGRATION_ACCOUNT = "migratetest"

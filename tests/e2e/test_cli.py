@@ -433,6 +433,6 @@ def _no_leftover_env() -> Any:
         else:
             os.environ[k] = v
     with contextlib.suppress(Exception):
-        from cloudmig.cli import client
+        from cloudmig.cli import client_config
 
-        client.override_path = None
+        client_config.override_path = None

@@ -13,7 +13,7 @@ from aliyunsdkrds.request.v20140815.CreateCloudMigrationPrecheckTaskRequest impo
 )
 from aliyunsdkrds.request.v20140815.CreateCloudMigrationTaskRequest import CreateCloudMigrationTaskRequest
 
-from cloudmig.pg.conf import atomic_write
+from cloudmig.pg.files import atomic_write
 from tests.support.flows import (
     MIGRATION_PASSWORD,
     create_instance,

@@ -37,7 +37,7 @@ from tests.support.pgcluster import (
 )
 
 from cloudmig.pg.compat import MAX_MAJOR
-from cloudmig.pg.conf import make_dir
+from cloudmig.pg.files import make_dir
 from cloudmig.pg.runner import run
 from cloudmig.pg.source import Source
 

@@ -25,7 +25,8 @@ from tests.support.pgcluster import SourceCluster
 from cloudmig.checks import assess as assess_with_plan
 from cloudmig.domain.settings_carry import CarryAction, SettingsCarryPlan
 from cloudmig.pg.carried_conf import SOURCE_CONF, SOURCE_INCLUDE_LINE, write_source_conf
-from cloudmig.pg.conf import INCLUDE_LINE, POSTGRESQL_CONF, atomic_write, conf_quote
+from cloudmig.pg.conf import INCLUDE_LINE, POSTGRESQL_CONF, conf_quote
+from cloudmig.pg.files import atomic_write
 
 pytestmark = pytest.mark.func
 

@@ -25,7 +25,8 @@ from tests.support.pgcluster import SourceCluster, free_port, runnable_bin_dir, 
 
 from cloudmig.domain.fence import FenceMethod, choose_fence
 from cloudmig.pg import binaries
-from cloudmig.pg.conf import atomic_write, conf_quote, make_dir
+from cloudmig.pg.conf import conf_quote
+from cloudmig.pg.files import atomic_write, make_dir
 from cloudmig.pg.privileges import fence_privileges
 from cloudmig.pg.runner import run
 

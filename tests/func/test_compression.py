@@ -355,7 +355,7 @@ def test_a_relayed_copy_keeps_tls_verify_full(service: Service, base: Path) -> N
     pg_basebackup still verifies the source's certificate against its name (host=, not hostaddr=)."""
     from tests.support.tls import make_pki
 
-    from cloudmig.pg.conf import atomic_write
+    from cloudmig.pg.files import atomic_write
 
     pki = make_pki()
     src = SourceCluster.create(make_base_dir("srctls-", parent=base), start=False)

@@ -23,7 +23,8 @@ from tests.support.pgcluster import (
 
 from cloudmig.pg import ctl, probes
 from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir, server_major
-from cloudmig.pg.conf import ManagedConf, apply_managed_conf, make_dir
+from cloudmig.pg.conf import ManagedConf, apply_managed_conf
+from cloudmig.pg.files import make_dir
 from cloudmig.pg.passfile import write_passfile
 from cloudmig.pg.runner import PgCommandError, run, spawn
 from cloudmig.pg.sql import connect_replication, connect_socket, connect_source

@@ -23,7 +23,7 @@ from cloudmig.domain.checks import CheckResult, render_report
 from cloudmig.domain.classes import CATALOGUE as CLASSES
 from cloudmig.domain.classes import InstanceClass
 from cloudmig.instances.provider import LocalInstanceProvider
-from cloudmig.pg.conf import atomic_write
+from cloudmig.pg.files import atomic_write
 from cloudmig.pg.source import Source, SourceTls
 from tests.support.pgcluster import DEFAULT_MAJOR, DEFAULT_PASSWORD, SourceCluster, free_port, make_settings
 

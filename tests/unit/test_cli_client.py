@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from cloudmig.cli.client import _clean_message, parse_endpoint
+from cloudmig.cli.client import _clean_message
+from cloudmig.cli.client_config import parse_endpoint
 from cloudmig.cli.output import CliError
 from cloudmig.cli.watch import PlainPrinter, exit_code_for, reached
 

@@ -42,16 +42,8 @@ from hypothesis import strategies as st
 
 from cloudmig import errors
 from cloudmig.api import protocol, render, signing
-from cloudmig.api.protocol import (
-    Authenticated,
-    IncomingRequest,
-    KeyRecord,
-    authenticate,
-    decode_query,
-    parse_params,
-    parse_timestamp,
-    peek_format,
-)
+from cloudmig.api.incoming import IncomingRequest, decode_query, parse_params, peek_format
+from cloudmig.api.protocol import Authenticated, KeyRecord, authenticate, parse_timestamp
 
 AK, SECRET = "testid", "testsecret"
 ENDPOINT = "127.0.0.1:8080"

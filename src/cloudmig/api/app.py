@@ -29,8 +29,9 @@ from cloudmig.api import metrics
 from cloudmig.api.actions import REGISTRY
 from cloudmig.api.actions.registry import Params
 from cloudmig.api.fullstore import replay_safe, run_handler, store_full
+from cloudmig.api.incoming import IncomingRequest, decode_query, peek_format
 from cloudmig.api.nonces import NonceKeeper
-from cloudmig.api.protocol import IncomingRequest, KeyRecord, authenticate, decode_query, peek_format
+from cloudmig.api.protocol import KeyRecord, authenticate
 from cloudmig.api.render import render_error, render_success
 from cloudmig.api.throttle import Throttled, TokenBuckets
 from cloudmig.domain.ids import new_request_id

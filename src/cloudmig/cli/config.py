@@ -10,7 +10,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from cloudmig.cli.client import client_config_path, load_client_config, read_client_file
+from cloudmig.cli.client_config import client_config_path, load_client_config, read_client_file
 from cloudmig.cli.output import (
     CliError,
     OutputFormat,

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from psycopg import sql as pgsql
 
-from cloudmig.cli.client import Api, ClientConfig, SourceArgs, parse_endpoint
+from cloudmig.cli.client import Api, SourceArgs
+from cloudmig.cli.client_config import ClientConfig, parse_endpoint
 from cloudmig.cli.instance import wait_status
 from cloudmig.cli.output import (
     EXIT_FAILED,

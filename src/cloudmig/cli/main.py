@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from cloudmig.cli import client as client_config
+from cloudmig.cli import client_config
 from cloudmig.cli.account import account_app
 from cloudmig.cli.config import config_app
 from cloudmig.cli.demo import demo

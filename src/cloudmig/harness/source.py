@@ -37,7 +37,8 @@ from psycopg import sql as pgsql
 from cloudmig.instances.osuser import pg_os_user
 from cloudmig.pg import compat, ctl
 from cloudmig.pg.binaries import PgBinariesNotFound, distribution_major, find_bin_dir
-from cloudmig.pg.conf import atomic_write, conf_quote, make_dir
+from cloudmig.pg.conf import conf_quote
+from cloudmig.pg.files import atomic_write, make_dir
 from cloudmig.pg.runner import OsUser, run
 from cloudmig.pg.source import SourceEndpoint
 from cloudmig.pg.sql import connect_socket, connect_source

@@ -31,7 +31,8 @@ from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.osuser import chown_to, ensure_reachable, pg_os_user
 from cloudmig.pg import ctl
 from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_dir
-from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf, atomic_write, make_dir
+from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf
+from cloudmig.pg.files import atomic_write, make_dir
 from cloudmig.pg.passfile import write_passfile
 from cloudmig.pg.runner import OsUser, PgCommandError
 from cloudmig.pg.source import SourceEndpoint

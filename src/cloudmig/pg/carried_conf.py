@@ -9,9 +9,9 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from cloudmig.pg.conf import MANAGED_CONF, POSTGRESQL_CONF, atomic_write, conf_quote, setting_name
+from cloudmig.pg.conf import MANAGED_CONF, POSTGRESQL_CONF, conf_quote, setting_name
 from cloudmig.pg.conf import _include_target as include_target  # the same parsing as for cloudmig.conf
-from cloudmig.pg.conf import _write_if_changed as write_if_changed
+from cloudmig.pg.files import atomic_write, write_if_changed
 from cloudmig.pg.runner import OsUser
 
 SOURCE_CONF = "cloudmig-source.conf"

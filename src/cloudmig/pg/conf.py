@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudmig.pg import compat
+from cloudmig.pg.files import atomic_write, fsync_dir, make_dir, write_if_changed
 from cloudmig.pg.runner import OsUser
 
 MANAGED_CONF = "cloudmig.conf"
@@ -318,65 +318,6 @@ def fix_postgresql_conf(text: str, config_dir: Path) -> tuple[str, list[str]]:
     return body + INCLUDE_LINE + "\n", disabled
 
 
-# ---- files -----------------------------------------------------------------------------------------
-
-
-def chown_path(path: Path, user: OsUser | None) -> None:
-    if user is not None and os.geteuid() == 0:
-        os.chown(path, user.uid, user.gid, follow_symlinks=False)
-
-
-def make_dir(path: Path, *, user: OsUser | None, mode: int = 0o700) -> None:
-    """Create `path` (and missing parents) and give it `mode` and the owner `user`."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, mode)
-    chown_path(path, user)
-
-
-def atomic_write(path: Path, text: str, *, user: OsUser | None, mode: int = 0o600) -> None:
-    """Write `text` to `path` atomically (same-directory temporary file, fsync, rename, fsync dir)."""
-    data = text.encode("utf-8", errors="surrogateescape")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        if user is not None and os.geteuid() == 0:
-            os.fchown(fd, user.uid, user.gid)
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_if_changed(path: Path, text: str, *, user: OsUser | None) -> None:
-    try:
-        st = path.stat()
-        if path.read_text(encoding="utf-8", errors="surrogateescape") == text:
-            chown_path(path, user)
-            return
-        mode = st.st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600
-    atomic_write(path, text, user=user, mode=mode)
-
-
 def apply_managed_conf(pgdata: Path, conf: ManagedConf, *, user: OsUser | None) -> list[str]:
     """Point the cluster in `pgdata` at cloudmig's settings (see the module docstring). Safe to run
     again. Returns the copied settings removed from postgresql.auto.conf / disabled in
@@ -397,7 +338,7 @@ def apply_managed_conf(pgdata: Path, conf: ManagedConf, *, user: OsUser | None) 
         removed += disabled
     else:  # e.g. a Debian source keeps its postgresql.conf in /etc
         text = f"# Created by cloudmig: the data directory had no {POSTGRESQL_CONF}.\n{INCLUDE_LINE}\n"
-    _write_if_changed(main, text, user=user)
+    write_if_changed(main, text, user=user)
 
     auto = pgdata / AUTO_CONF
     if auto.exists():
@@ -405,10 +346,10 @@ def apply_managed_conf(pgdata: Path, conf: ManagedConf, *, user: OsUser | None) 
             auto.read_text(encoding="utf-8", errors="surrogateescape"), managed_names(conf)
         )
         removed += stripped
-        _write_if_changed(auto, text, user=user)
+        write_if_changed(auto, text, user=user)
 
     _write_standby_marker(pgdata, conf.standby, major, user=user)
-    _fsync_dir(pgdata)
+    fsync_dir(pgdata)
     return removed
 
 

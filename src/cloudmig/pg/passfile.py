@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from cloudmig.pg.conf import atomic_write, chown_path
+from cloudmig.pg.files import atomic_write, chown_path
 from cloudmig.pg.runner import OsUser
 
 
