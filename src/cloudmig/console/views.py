@@ -56,14 +56,16 @@ def connection_view(r: InstanceRecord, host: str, latest: TaskRecord | None) -> 
     elif latest is None or latest.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         mode = "empty cluster"
         login = (
-            "No data migrated into it yet. Create an account with the RDS API action CreateAccount, "
-            "then log in with it."
+            "No data migrated into it yet. Create an account with the RDS API action CreateAccount "
+            "(`cloudmig account create`), then log in with it."
         )
     elif latest.status is TaskStatus.SUCCEEDED:
         mode = "read-write primary"
         login = (
             "Log in with a role of the migrated source and its password: the roles and their passwords "
-            "came along with the copy. Point the application here."
+            "came along with the copy. A role that had no password (the Debian postgres owner logs in "
+            "by peer authentication on its host) gets one with ResetAccountPassword "
+            "(`cloudmig account reset-password`). Point the application here."
         )
     elif latest.stage in (MigrateStage.PRECHECK, MigrateStage.BASEBACKUP):
         mode = "being copied"

@@ -121,7 +121,7 @@ def _receiving(tc: TaskContext, obs: Observation, health: dict[str, Any]) -> boo
     """False when the standby's received position stood still while the source was ahead (a
     frozen walreceiver or a broken link the receiver has not noticed yet)."""
     received, source = obs.received_lsn, obs.source_lsn
-    now = time.time()
+    now = tc.ctx.now().timestamp()
     if received is None or source is None or source <= received or health.get("_received") != received:
         health["_stalled"], health["_stalled_since"], health["_received"] = 0, now, received
         return True
@@ -134,10 +134,9 @@ def _receiving(tc: TaskContext, obs: Observation, health: dict[str, Any]) -> boo
     )
 
 
-def _replication_progress(obs: Observation, previous: dict[str, Any]) -> dict[str, Any]:
+def _replication_progress(obs: Observation, previous: dict[str, Any], now: float) -> dict[str, Any]:
     """Progress.Replication; while the source cannot be read it keeps the last source position
     read and when it was read (SourceLsnAt): a forced switchover records them as last known."""
-    now = time.time()
     out = progress_fields(obs, previous, now)
     out["SourceReachable"] = obs.source_lsn is not None
     if obs.source_lsn is not None:
@@ -189,7 +188,9 @@ class IncrementStage:
         why = ""
         if state is not ReplicationState.DISCONNECT and not _receiving(tc, obs, health):
             state, why = ReplicationState.DISCONNECT, "the standby stopped receiving while the source writes"
-        progress["Replication"] = _replication_progress(obs, progress.get("Replication", {}))
+        progress["Replication"] = _replication_progress(
+            obs, progress.get("Replication", {}), tc.ctx.now().timestamp()
+        )
         warnings = health.pop("_warnings")
         health["Warning"] = "; ".join(warnings) if warnings else None
         progress["Health"] = health
