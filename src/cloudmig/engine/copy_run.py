@@ -180,6 +180,7 @@ def _run_once(
             tc.slot_name,
             passfile=tc.instance().passfile,
             user=tc.ctx.provider.user,
+            runner=tc.ctx.provider.runner,
             on_progress=on_progress,
             should_stop=tc.stop.is_set,
             max_rate_kb=settings.basebackup_max_rate_kb,

@@ -100,7 +100,12 @@ class ManagedInstance:
         return (self.pgdata / compat.standby_file(self.major)).exists()
 
     def reload(self) -> None:
-        ctl.reload(self.provider.bin_dir(self.major), self.pgdata, user=self.provider.user)
+        ctl.reload(
+            self.provider.bin_dir(self.major),
+            self.pgdata,
+            user=self.provider.user,
+            runner=self.provider.runner,
+        )
 
     def promote(self) -> None:
         self.provider.promote(self.id, self.major)

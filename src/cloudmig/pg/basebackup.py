@@ -16,7 +16,7 @@ import psycopg.conninfo
 
 from cloudmig.domain.compression import CompressionMode
 from cloudmig.pg.compression import pg_basebackup_arg
-from cloudmig.pg.runner import OsUser, PgCommandError, spawn
+from cloudmig.pg.runner import SUBPROCESS, CommandRunner, OsUser, PgCommandError
 from cloudmig.pg.source import SourceEndpoint
 
 # "  23456/148000 kB (15%), 0/1 tablespace" (+ " (path)" with -v); a ">" before the percentage is tolerated.
@@ -120,6 +120,7 @@ def run_basebackup(
     libpq_env: Mapping[str, str] | None = None,
     compression: CompressionMode | None = None,
     relay_host: str | None = None,
+    runner: CommandRunner = SUBPROCESS,
 ) -> None:
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
@@ -141,7 +142,7 @@ def run_basebackup(
         "PGCONNECT_TIMEOUT": "10",
         **(libpq_env or {}),  # e.g. PGSSLMODE, PGSSLROOTCERT
     }
-    proc = spawn(argv, user=user, env=env)
+    proc = runner.spawn(argv, user=user, env=env)
     assert proc.stderr is not None
     fd = proc.stderr.fileno()
     lines: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)

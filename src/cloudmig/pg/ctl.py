@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cloudmig.pg import compat
 from cloudmig.pg.binaries import server_major
-from cloudmig.pg.runner import OsUser, PgCommandError, run, tail
+from cloudmig.pg.runner import SUBPROCESS, CommandRunner, OsUser, PgCommandError, tail
 
 log = logging.getLogger("cloudmig.pg")
 
@@ -16,7 +16,9 @@ _LOCALES = ("C.UTF-8", "C")
 _NOT_RUNNING_CODES = (3, 4)
 
 
-def initdb(bin_dir: Path, pgdata: Path, *, user: OsUser | None, superuser: str) -> None:
+def initdb(
+    bin_dir: Path, pgdata: Path, *, user: OsUser | None, runner: CommandRunner = SUBPROCESS, superuser: str
+) -> None:
     """Create a cluster in `pgdata` (missing or empty). Local connections trust (the socket dir is
     0700), TCP rejected until the managed pg_hba.conf replaces initdb's."""
     extra = compat.initdb_flags(server_major(bin_dir))
@@ -35,7 +37,7 @@ def initdb(bin_dir: Path, pgdata: Path, *, user: OsUser | None, superuser: str) 
             *extra,
         ]
         try:
-            run(argv, user=user, timeout=300)
+            runner.run(argv, user=user, timeout=300)
             return
         except PgCommandError as exc:
             last = exc
@@ -45,9 +47,11 @@ def initdb(bin_dir: Path, pgdata: Path, *, user: OsUser | None, superuser: str) 
     raise last if last is not None else RuntimeError("no locale to try")
 
 
-def is_running(bin_dir: Path, pgdata: Path, *, user: OsUser | None) -> bool:
+def is_running(
+    bin_dir: Path, pgdata: Path, *, user: OsUser | None, runner: CommandRunner = SUBPROCESS
+) -> bool:
     try:
-        run([bin_dir / "pg_ctl", "status", "-D", pgdata], user=user, timeout=30)
+        runner.run([bin_dir / "pg_ctl", "status", "-D", pgdata], user=user, timeout=30)
     except PgCommandError as exc:
         if exc.returncode in _NOT_RUNNING_CODES:
             return False
@@ -62,10 +66,18 @@ def _log_tail(logfile: Path, limit: int = 3000) -> str:
         return ""
 
 
-def start(bin_dir: Path, pgdata: Path, *, user: OsUser | None, logfile: Path, timeout: float = 60) -> None:
+def start(
+    bin_dir: Path,
+    pgdata: Path,
+    *,
+    user: OsUser | None,
+    runner: CommandRunner = SUBPROCESS,
+    logfile: Path,
+    timeout: float = 60,
+) -> None:
     """pg_ctl -w start; no error when the server already runs. The server log goes to `logfile`
     (its directory must be writable by `user`); on failure its tail is part of the error."""
-    if is_running(bin_dir, pgdata, user=user):
+    if is_running(bin_dir, pgdata, user=user, runner=runner):
         return
     argv: list[str | Path] = [
         bin_dir / "pg_ctl",
@@ -79,9 +91,11 @@ def start(bin_dir: Path, pgdata: Path, *, user: OsUser | None, logfile: Path, ti
         str(int(timeout)),
     ]
     try:
-        run(argv, user=user, timeout=timeout + 30)
+        runner.run(argv, user=user, timeout=timeout + 30)
     except PgCommandError as exc:
-        if "another server might be running" in exc.stderr and is_running(bin_dir, pgdata, user=user):
+        if "another server might be running" in exc.stderr and is_running(
+            bin_dir, pgdata, user=user, runner=runner
+        ):
             return  # a concurrent start won the race
         log_tail = _log_tail(logfile)
         detail = f"{exc.stderr.strip()}\n--- {logfile} ---\n{log_tail}" if log_tail else exc.stderr
@@ -89,12 +103,18 @@ def start(bin_dir: Path, pgdata: Path, *, user: OsUser | None, logfile: Path, ti
 
 
 def stop(
-    bin_dir: Path, pgdata: Path, *, user: OsUser | None, mode: str = "fast", timeout: float = 60
+    bin_dir: Path,
+    pgdata: Path,
+    *,
+    user: OsUser | None,
+    runner: CommandRunner = SUBPROCESS,
+    mode: str = "fast",
+    timeout: float = 60,
 ) -> None:
     """pg_ctl -w stop; no error when the server is not running (or pgdata does not exist)."""
     if mode not in ("smart", "fast", "immediate"):
         raise ValueError(f"invalid shutdown mode {mode!r}")
-    if not is_running(bin_dir, pgdata, user=user):
+    if not is_running(bin_dir, pgdata, user=user, runner=runner):
         return
     argv: list[str | Path] = [
         bin_dir / "pg_ctl",
@@ -108,32 +128,42 @@ def stop(
         str(int(timeout)),
     ]
     try:
-        run(argv, user=user, timeout=timeout + 30)
+        runner.run(argv, user=user, timeout=timeout + 30)
     except PgCommandError:
-        if not is_running(bin_dir, pgdata, user=user):
+        if not is_running(bin_dir, pgdata, user=user, runner=runner):
             return
         raise
 
 
-def reload(bin_dir: Path, pgdata: Path, *, user: OsUser | None) -> None:
+def reload(bin_dir: Path, pgdata: Path, *, user: OsUser | None, runner: CommandRunner = SUBPROCESS) -> None:
     """pg_ctl reload (SIGHUP): re-read the configuration files."""
-    run([bin_dir / "pg_ctl", "reload", "-D", pgdata], user=user, timeout=30)
+    runner.run([bin_dir / "pg_ctl", "reload", "-D", pgdata], user=user, timeout=30)
 
 
 def promote(
-    bin_dir: Path, pgdata: Path, *, user: OsUser | None, timeout: float = 60, wait: bool = True
+    bin_dir: Path,
+    pgdata: Path,
+    *,
+    user: OsUser | None,
+    runner: CommandRunner = SUBPROCESS,
+    timeout: float = 60,
+    wait: bool = True,
 ) -> None:
     """pg_ctl promote: end recovery; with `wait`, until the server accepts writes (pg_ctl does not
     notice a server that dies meanwhile: without `wait`, the caller watches, see cluster_state).
     Works on every supported major (pg_promote() only exists since 12)."""
     argv: list[str | Path] = [bin_dir / "pg_ctl", "promote", "-D", pgdata]
     argv += ["-w", "-t", str(int(timeout))] if wait else ["-W"]
-    run(argv, user=user, timeout=timeout + 30)
+    runner.run(argv, user=user, timeout=timeout + 30)
 
 
-def cluster_state(bin_dir: Path, pgdata: Path, *, user: OsUser | None) -> str:
+def cluster_state(
+    bin_dir: Path, pgdata: Path, *, user: OsUser | None, runner: CommandRunner = SUBPROCESS
+) -> str:
     """pg_control's "Database cluster state" ("in production", "in archive recovery", ...)."""
-    out = run([bin_dir / "pg_controldata", "-D", pgdata], user=user, env={"LC_ALL": "C"}, timeout=30).stdout
+    out = runner.run(
+        [bin_dir / "pg_controldata", "-D", pgdata], user=user, env={"LC_ALL": "C"}, timeout=30
+    ).stdout
     for line in out.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "Database cluster state":

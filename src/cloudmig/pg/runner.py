@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("cloudmig.pg")
 
@@ -183,3 +183,55 @@ def spawn(
         )
     except OSError as exc:
         raise PgCommandError(Path(args[0]).name, -1, f"could not execute {args[0]}: {exc}") from exc
+
+
+class CommandRunner(Protocol):
+    """How binaries are run: injected (AppContext.runner, the instance provider) so that the engine
+    can be driven with a fake one."""
+
+    def run(
+        self,
+        argv: Sequence[str | Path],
+        *,
+        user: OsUser | None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    def spawn(
+        self,
+        argv: Sequence[str | Path],
+        *,
+        user: OsUser | None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]: ...
+
+
+class SubprocessRunner:
+    """The real one: `run` and `spawn` above."""
+
+    def run(
+        self,
+        argv: Sequence[str | Path],
+        *,
+        user: OsUser | None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return run(argv, user=user, env=env, timeout=timeout, cwd=cwd)
+
+    def spawn(
+        self,
+        argv: Sequence[str | Path],
+        *,
+        user: OsUser | None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
+        return spawn(argv, user=user, env=env, cwd=cwd)
+
+
+SUBPROCESS = SubprocessRunner()

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from cloudmig.domain.tls import SourceTlsRequest, effective_sslmode
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.pg.runner import SUBPROCESS, CommandRunner
 from cloudmig.pg.source import Source, SourceTls
 from cloudmig.runtime.clock import Clock, SystemClock
 from cloudmig.runtime.notifier import Notifier
@@ -29,6 +30,8 @@ class AppContext:
     box: SecretBox
     provider: LocalInstanceProvider
     clock: Clock = field(default_factory=SystemClock)
+    # How PostgreSQL binaries are run (the provider holds the same one); tests inject fakes.
+    runner: CommandRunner = SUBPROCESS
     notifier: Notifier = field(default_factory=Notifier)
     # Space a DeleteDBInstance may spend when the store's disk is full (SQLite stores, servers only).
     reserve: SpaceReserve | None = None
@@ -114,6 +117,6 @@ def build_context(settings: Settings, *, for_server: bool = True) -> AppContext:
     if for_server and not settings.store_url and settings.store_reserve_mb > 0:
         reserve = SpaceReserve(settings.sqlite_path.parent, settings.store_reserve_mb << 20)
         reserve.ensure()
-    return AppContext(
-        settings=settings, db=db, box=box, provider=LocalInstanceProvider(settings), reserve=reserve
-    )
+    runner = SUBPROCESS
+    provider = LocalInstanceProvider(settings, runner)
+    return AppContext(settings=settings, db=db, box=box, provider=provider, runner=runner, reserve=reserve)
