@@ -50,24 +50,13 @@ def read_storage(inst: ManagedInstance, reserve_mb: int) -> StorageReading:
     free = inst.free_bytes()
     room = max(used + free - reserve_mb * MB, 0)
     capacity = min(quota, room)
+    full = None
     if used >= quota:
-        return StorageReading(
-            used,
-            quota,
-            free,
-            capacity,
-            1.0,
-            f"the instance uses {_mb(used)}, its storage quota is {inst.storage_gb} GB",
-        )
-    if free < reserve_mb * MB:
-        return StorageReading(
-            used,
-            quota,
-            free,
-            capacity,
-            1.0,
-            f"its file system has {_mb(free)} free, less than the {reserve_mb} MB reserve",
-        )
+        full = f"the instance uses {_mb(used)}, its storage quota is {inst.storage_gb} GB"
+    elif free < reserve_mb * MB:
+        full = f"its file system has {_mb(free)} free, less than the {reserve_mb} MB reserve"
+    if full is not None:
+        return StorageReading(used, quota, free, capacity, 1.0, full)
     share = used / capacity if capacity else 1.0
     level = max((w for w in STORAGE_WARNINGS if share >= w), default=0.0)
     of = (

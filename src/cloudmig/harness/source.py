@@ -329,39 +329,15 @@ class SourceCluster:
                 conn.execute(pgsql.SQL("GRANT pg_monitor TO {}").format(pgsql.Identifier(name)))
         return name
 
+    def _pgbench(self, *args: str, dbname: str, timeout: float) -> None:
+        """pgbench over the socket as the superuser."""
+        where = ["-h", str(self.socket_dir), "-p", str(self.port), "-U", self.superuser]
+        run([self.bin_dir / "pgbench", *args, *where, dbname], user=self.user, timeout=timeout)
+
     def pgbench_init(self, scale: int = 1, *, dbname: str = "postgres") -> None:
-        """pgbench -i -s scale over the socket (about 16 MB of data per scale unit)."""
-        argv: list[str | Path] = [
-            self.bin_dir / "pgbench",
-            "-i",
-            "-q",
-            "-s",
-            str(scale),
-            "-h",
-            self.socket_dir,
-            "-p",
-            str(self.port),
-            "-U",
-            self.superuser,
-            dbname,
-        ]
-        run(argv, user=self.user, timeout=300)
+        """pgbench -i -s scale (about 16 MB of data per scale unit)."""
+        self._pgbench("-i", "-q", "-s", str(scale), dbname=dbname, timeout=300)
 
     def pgbench(self, *, seconds: int = 2, clients: int = 1, dbname: str = "postgres") -> None:
         """A short pgbench run (writes) against the cluster."""
-        argv: list[str | Path] = [
-            self.bin_dir / "pgbench",
-            "-n",
-            "-T",
-            str(seconds),
-            "-c",
-            str(clients),
-            "-h",
-            self.socket_dir,
-            "-p",
-            str(self.port),
-            "-U",
-            self.superuser,
-            dbname,
-        ]
-        run(argv, user=self.user, timeout=seconds + 120)
+        self._pgbench("-n", "-T", str(seconds), "-c", str(clients), dbname=dbname, timeout=seconds + 120)

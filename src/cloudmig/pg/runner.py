@@ -212,26 +212,8 @@ class CommandRunner(Protocol):
 class SubprocessRunner:
     """The real one: `run` and `spawn` above."""
 
-    def run(
-        self,
-        argv: Sequence[str | Path],
-        *,
-        user: OsUser | None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        cwd: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        return run(argv, user=user, env=env, timeout=timeout, cwd=cwd)
-
-    def spawn(
-        self,
-        argv: Sequence[str | Path],
-        *,
-        user: OsUser | None,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> subprocess.Popen[bytes]:
-        return spawn(argv, user=user, env=env, cwd=cwd)
+    run = staticmethod(run)
+    spawn = staticmethod(spawn)
 
 
 SUBPROCESS = SubprocessRunner()
