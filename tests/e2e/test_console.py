@@ -48,7 +48,9 @@ CHROMIUM_ARGS = [
 def console_service(e2e_base: Path) -> Iterator[Service]:
     d = make_base_dir("console-svc-", parent=e2e_base)
     # A throttled full copy (about 8 s for pgbench scale 1) so that the page sees it move.
-    svc = Service(d, extra_env={"CLOUDMIG_BASEBACKUP_MAX_RATE_KB": "3072"}).start()
+    svc = Service(
+        d, extra_env={"CLOUDMIG_BASEBACKUP_MAX_RATE_KB": "3072", "CLOUDMIG_COPY_COMPRESSION": "none"}
+    ).start()
     yield svc
     svc.destroy()
 

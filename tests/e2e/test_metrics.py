@@ -23,7 +23,9 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(scope="module")
 def metrics_service(e2e_base: Path) -> Iterator[Service]:
     d = make_base_dir("metrics-svc-", parent=e2e_base)
-    svc = Service(d, extra_env={"CLOUDMIG_BASEBACKUP_MAX_RATE_KB": "3072"}).start()
+    svc = Service(
+        d, extra_env={"CLOUDMIG_BASEBACKUP_MAX_RATE_KB": "3072", "CLOUDMIG_COPY_COMPRESSION": "none"}
+    ).start()
     yield svc
     svc.destroy()
 
