@@ -72,6 +72,8 @@ def test_sigkill_with_the_fence_up_before_promotion(
         wait_for(lambda: len(writer.acks()) >= 5, 30, interval=0.05, what="writer")
         # Hold replay: the switch fences the source, takes its cut and waits for the target.
         _on_target_as_superuser(svc, instance_id, attr, "SELECT pg_wal_replay_pause()")
+        # WAL the paused target has not replayed, whatever the writer's timing: the cut is ahead.
+        source.sql("CREATE TABLE behind_the_cut AS SELECT 1 AS x")
         activate(client, instance_id)
         wait_for(
             lambda: (

@@ -262,6 +262,9 @@ class SwitchStage:
             inst.promote()
             return
         with inst.connect(superuser) as conn:
+            # A paused replay (pg_wal_replay_pause) would hold the promotion: it already replayed
+            # the cut, so let it go on.
+            conn.execute("SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()")
             conn.execute("SELECT pg_promote(false)")
             deadline = time.monotonic() + PROMOTE_TIMEOUT_SECONDS
             while probes.is_in_recovery(conn):
