@@ -36,7 +36,7 @@ test-deps: pg-majors
 	tools/system-deps --browser
 
 test: install test-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
