@@ -18,9 +18,12 @@ from typing import Any
 import psycopg
 
 _ROW_BYTES = 64 * 1024  # one COPY message per row: the resolution of the timing
-_WARMUP_BYTES = 1024 * 1024
-_TARGET_SECONDS = 0.25
-_MIN_BYTES, _MAX_BYTES = 2 * 1024 * 1024, 64 * 1024 * 1024
+_WARMUP_BYTES = 512 * 1024
+# The decision only tells apart rates a factor of 3-4 from each other (copy_plan.py), so a tenth of
+# a second is plenty; every byte of the probe delays the copy on the same link (a 0.25 s target
+# sized from an optimistic warm-up sent 54 MB, 0.45 s, over 1 Gbit/s).
+_TARGET_SECONDS = 0.1
+_MIN_BYTES, _MAX_BYTES = 1024 * 1024, 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ def _round(conn: psycopg.Connection[Any], nbytes: int) -> tuple[int, float, floa
 
 
 def measure_link(conn: psycopg.Connection[Any]) -> LinkMeasurement:
-    """Throughput source → here, in bytes per second of TCP payload (about 0.3 s on any link)."""
+    """Throughput source → here, in bytes per second of TCP payload (about 0.1-0.2 s on links of
+    10 Mbit/s and more)."""
     # The warm-up round is not a measurement: buffers and a shaper's burst let its first
     # megabyte arrive faster than the link carries a stream.
     n, seconds, _ = _round(conn, _WARMUP_BYTES)
