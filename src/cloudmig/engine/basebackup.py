@@ -104,11 +104,10 @@ class BasebackupStage:
             f"{attempt} full backup of source data by pg_basebackup through slot {tc.slot_name}",
         )
         tc.write_passfile()
-        target = inst.wipe_for_copy()
         recorder = ProgressRecorder(tc)
         try:
             # Compression, relay and budget (issue 13): engine/copy_run.py.
-            copy_run.run_copy(tc, target, recorder, rewipe=inst.wipe_for_copy)
+            copy_run.run_copy(tc, inst.wipe_for_copy, recorder)
         except BasebackupStopped:
             return Wait(0)
         except StorageQuotaExceeded as exc:
