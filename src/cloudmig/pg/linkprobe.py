@@ -58,8 +58,8 @@ def _round(conn: psycopg.Connection[Any], nbytes: int) -> tuple[int, float, floa
 
 
 def measure_link(conn: psycopg.Connection[Any]) -> LinkMeasurement:
-    """Throughput source → here, in bytes per second of TCP payload (about 0.1-0.2 s on links of
-    10 Mbit/s and more)."""
+    """Throughput source → here, in bytes per second of TCP payload (about 0.15 s on links of
+    100 Mbit/s and more, 1.3 s at 10 Mbit/s)."""
     # The warm-up round is not a measurement: buffers and a shaper's burst let its first
     # megabyte arrive faster than the link carries a stream.
     n, seconds, _ = _round(conn, _WARMUP_BYTES)
