@@ -5,17 +5,11 @@ assertions on report lines."""
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
+import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from cloudmig.checks import TargetSpec, run_assessment
 from cloudmig.checks.catalogue import CATALOGUE
@@ -25,6 +19,7 @@ from cloudmig.domain.classes import InstanceClass
 from cloudmig.instances.provider import LocalInstanceProvider
 from cloudmig.pg.files import atomic_write
 from cloudmig.pg.source import Source, SourceTls
+from tests.support import tls
 from tests.support.pgcluster import DEFAULT_MAJOR, DEFAULT_PASSWORD, SourceCluster, free_port, make_settings
 
 ACCOUNT = "migratetest"
@@ -143,53 +138,15 @@ class Pki:
     server_key: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 def make_pki(directory: Path, host: str = "127.0.0.1", *, owner: Any = None) -> Pki:
-    """A CA and a server certificate for `host` signed by it, written into `directory` (the key 0600,
-    owned by `owner`, as PostgreSQL insists)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_name = _name(f"cloudmig test CA {x509.random_serial_number():x}")  # another CA is another name
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(host))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    """tests.support.tls.make_pki written into `directory` (the key 0600, owned by `owner`, as
+    PostgreSQL insists)."""
+    # Another CA is another name: a certificate of one must not verify against another.
+    made = tls.make_pki(host, ca_name=f"cloudmig test CA {secrets.token_hex(8)}")
     pki = Pki(directory / "ca.crt", directory / "server.crt", directory / "server.key")
-    atomic_write(pki.ca_cert, ca.public_bytes(serialization.Encoding.PEM).decode(), user=owner, mode=0o644)
-    atomic_write(
-        pki.server_cert, cert.public_bytes(serialization.Encoding.PEM).decode(), user=owner, mode=0o644
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    atomic_write(pki.server_key, key_pem.decode(), user=owner, mode=0o600)
+    atomic_write(pki.ca_cert, made.ca_pem, user=owner, mode=0o644)
+    atomic_write(pki.server_cert, made.server_cert_pem, user=owner, mode=0o644)
+    atomic_write(pki.server_key, made.server_key_pem, user=owner, mode=0o600)
     return pki
 
 
