@@ -22,6 +22,7 @@ from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
 from cloudmig.pg.sql import connect_socket
 from tests.support.flows import (
     MIGRATION_PASSWORD,
+    connect_target_tcp,
     create_instance,
     create_migration,
     migration_item,
@@ -131,18 +132,6 @@ def debian_source() -> Iterator[DebianCluster]:
         )
 
 
-def _connect_target(attr: Any) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=attr.connection_string,
-        port=int(attr.port),
-        user="migratetest",
-        password=MIGRATION_PASSWORD,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=5,
-    )
-
-
 def test_debian_cluster_settings_come_along(service: Any, debian_source: DebianCluster) -> None:
     source = debian_source
     expected = {name: source.show(name) for name in SHOWN}
@@ -178,7 +167,7 @@ def test_debian_cluster_settings_come_along(service: Any, debian_source: DebianC
         return it if it.migrate_stage == "success" else None
 
     wait_for(switched, 120, what="the switchover")
-    with _connect_target(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
         on_target = {}
         for name in SHOWN:

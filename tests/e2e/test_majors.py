@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alibabacloud_rds20140815 import models as rds
 
@@ -20,6 +19,7 @@ from cloudmig.pg import compat
 from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup
 from tests.support.flows import (
     MIGRATION_PASSWORD,
+    connect_target_tcp,
     create_instance,
     create_migration,
     migration_item,
@@ -61,18 +61,6 @@ def _require(major: int) -> None:
     pytest.skip(missing)
 
 
-def _target(attr: Any) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=attr.connection_string,
-        port=int(attr.port),
-        user="migratetest",
-        password=MIGRATION_PASSWORD,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=5,
-    )
-
-
 @pytest.mark.parametrize("major", compat.SUPPORTED_MAJORS, ids=lambda m: f"pg{m}")
 def test_migration_and_switchover_of_each_major(service, e2e_base: Path, major: int) -> None:
     _require(major)
@@ -112,7 +100,7 @@ def test_migration_and_switchover_of_each_major(service, e2e_base: Path, major: 
 
         wait_for(succeeded, 90, what=f"PostgreSQL {major} switchover")
 
-        with _target(attr) as conn:
+        with connect_target_tcp(attr) as conn:
             row: Any = conn.execute(
                 "SELECT current_setting('server_version_num')::int / 10000, pg_is_in_recovery(),"
                 " count(*), count(*) FILTER (WHERE note LIKE 'streamed %%') FROM ledger"

@@ -13,6 +13,7 @@ from Tea.exceptions import TeaException
 
 from tests.support.flows import (
     MIGRATION_PASSWORD,
+    connect_target_tcp,
     create_instance,
     create_migration,
     instance_attribute,
@@ -73,20 +74,8 @@ def _activate_error(client: Any, instance_id: str, force: bool = False) -> TeaEx
     return info.value
 
 
-def _target(attr: Any) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=attr.connection_string,
-        port=int(attr.port),
-        user="migratetest",
-        password=MIGRATION_PASSWORD,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=5,
-    )
-
-
 def _timeline(attr: Any) -> int:
-    with _target(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
     assert row is not None
     return int(str(row[0])[:8], 16)
@@ -125,7 +114,7 @@ def test_zero_loss_switchover(service, make_source) -> None:
     item = _wait_success(client, instance_id, task_id)
 
     assert item.replication_state == "finish" and item.switch_time
-    with _target(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         on_target = {r[0] for r in conn.execute("SELECT id FROM ledger").fetchall()}
         assert not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
         conn.execute("INSERT INTO ledger (id) VALUES (-1)")  # the new primary accepts writes
@@ -143,7 +132,7 @@ def test_zero_loss_switchover(service, make_source) -> None:
         assert isinstance(ev[key], (int, float)) and ev[key] >= 0
     # The instance is a plain Running primary again, with cloudmig's own role.
     assert instance_attribute(client, instance_id).dbinstance_status == "Running"
-    with _target(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'cloudmig_admin'").fetchone() == (
             True,
         )
@@ -189,7 +178,7 @@ def test_refusals_and_forced_switch(service, make_source) -> None:
         wait_for(reported, 60, what="writes after the switch to be reported")
     item = migration_item(client, instance_id, task_id)
     assert "Writes reached the old source after the switchover" in item.detail
-    with _target(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         conn.execute("INSERT INTO ledger (id) VALUES (-1)")
     assert len(writer.acked) > 0
 
@@ -234,7 +223,7 @@ def test_sigkill_during_switchover_promotes_once(fresh_service, make_source, mom
         )
         time.sleep(0.5)
         svc.kill()
-        with _target(attr) as conn:  # accepted but not promoted
+        with connect_target_tcp(attr) as conn:  # accepted but not promoted
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
         on_target_as_superuser("SELECT pg_wal_replay_resume()")
     else:
@@ -255,7 +244,7 @@ def test_sigkill_during_switchover_promotes_once(fresh_service, make_source, mom
     item = _wait_success(client, instance_id, task_id, timeout=120)
     assert item.replication_state == "finish"
     assert _timeline(attr) == 2, "promoted more than once or not at all"
-    with _target(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         assert conn.execute("SELECT id FROM ledger WHERE id = 1").fetchone() == (1,)
     ev = raw_items(svc, instance_id, task_id=task_id)[0]["Evidence"]
     assert ev["TimelineBefore"] == 1 and ev["TimelineAfter"] == 2

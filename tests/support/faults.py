@@ -16,7 +16,6 @@ from typing import Any
 import psycopg
 
 from tests.support.flows import (
-    MIGRATION_PASSWORD,
     create_instance,
     create_migration,
     raw_items,
@@ -114,18 +113,6 @@ def connect_target(
         host=str(target_socket(service, instance_id)),
         port=port,
         user=user,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=5,
-    )
-
-
-def connect_target_tcp(attr: Any) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=attr.connection_string,
-        port=int(attr.port),
-        user="migratetest",
-        password=MIGRATION_PASSWORD,
         dbname="postgres",
         autocommit=True,
         connect_timeout=5,

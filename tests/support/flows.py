@@ -7,11 +7,25 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import psycopg
 from alibabacloud_rds20140815 import models as rds
 
 T = TypeVar("T")
 
 MIGRATION_PASSWORD = "p@ss 'w\"o\\rd: ü;--"
+
+
+def connect_target_tcp(attr: Any) -> psycopg.Connection[Any]:
+    """The migrated instance over TCP as the migration account (its role came with the copy)."""
+    return psycopg.connect(
+        host=attr.connection_string,
+        port=int(attr.port),
+        user="migratetest",
+        password=MIGRATION_PASSWORD,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+    )
 
 
 def wait_for(fn: Callable[[], T | None], timeout: float, interval: float = 0.5, what: str = "condition") -> T:
