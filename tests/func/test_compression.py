@@ -85,13 +85,9 @@ def _fill(src: SourceCluster, rows: int) -> None:
     src.sql("GRANT pg_read_all_data TO migratetest")
 
 
-def start_migration(
-    svc: Service, host: str, port: int, compression: str | None = None
-) -> tuple[str, int, Any]:
-    """A new instance and a migration into it from host:port; (instance id, task id, attribute)."""
-    client = svc.tea()
-    iid = create_instance(client)
-    attr = wait_running(client, iid)
+def migration_request(iid: str, host: str, port: int, **extra: Any) -> CreateCloudMigrationTaskRequest:
+    """CreateCloudMigrationTask from host:port as the migration account, with extension parameters
+    (CopyCompression, SourceSslMode, ...) the SDK's model does not know."""
     req = CreateCloudMigrationTaskRequest()
     for name, value in (
         ("DBInstanceName", iid),
@@ -100,11 +96,21 @@ def start_migration(
         ("SourceAccount", "migratetest"),
         ("SourcePassword", MIGRATION_PASSWORD),
         ("SourceCategory", "ecsOnVpc"),
+        *extra.items(),
     ):
         req.add_query_param(name, value)
-    if compression is not None:
-        req.add_query_param("CopyCompression", compression)
-    body = svc.core_call(req)
+    return req
+
+
+def start_migration(
+    svc: Service, host: str, port: int, compression: str | None = None
+) -> tuple[str, int, Any]:
+    """A new instance and a migration into it from host:port; (instance id, task id, attribute)."""
+    client = svc.tea()
+    iid = create_instance(client)
+    attr = wait_running(client, iid)
+    extra = {} if compression is None else {"CopyCompression": compression}
+    body = svc.core_call(migration_request(iid, host, port, **extra))
     return iid, int(body["TaskId"]), attr
 
 
@@ -198,17 +204,7 @@ def test_extension_parameter_forces_a_mode(service: Service, local_source: Sourc
 def test_bad_copy_compression_is_invalid_parameter(service: Service, bad: str) -> None:
     from aliyunsdkcore.acs_exception.exceptions import ServerException
 
-    req = CreateCloudMigrationTaskRequest()
-    for name, value in (
-        ("DBInstanceName", "pgm-doesnotmatter"),
-        ("SourceIpAddress", "127.0.0.1"),
-        ("SourcePort", 5432),
-        ("SourceAccount", "migratetest"),
-        ("SourcePassword", MIGRATION_PASSWORD),
-        ("SourceCategory", "ecsOnVpc"),
-        ("CopyCompression", bad),
-    ):
-        req.add_query_param(name, value)
+    req = migration_request("pgm-doesnotmatter", "127.0.0.1", 5432, CopyCompression=bad)
     with pytest.raises(ServerException) as exc:
         service.core_call(req)
     assert exc.value.get_error_code() == "InvalidParameter"
@@ -264,17 +260,7 @@ def test_source_without_lz4_or_zstd_falls_back_with_a_detail_line(service: Servi
             )
         ).body.dbinstance_id
         attr = wait_running(client, iid)
-        req = CreateCloudMigrationTaskRequest()
-        for name, value in (
-            ("DBInstanceName", iid),
-            ("SourceIpAddress", "127.0.0.1"),
-            ("SourcePort", src.port),
-            ("SourceAccount", "migratetest"),
-            ("SourcePassword", MIGRATION_PASSWORD),
-            ("SourceCategory", "ecsOnVpc"),
-            ("CopyCompression", "zstd"),
-        ):
-            req.add_query_param(name, value)
+        req = migration_request(iid, "127.0.0.1", src.port, CopyCompression="zstd")
         task_id = int(service.core_call(req)["TaskId"])
         it = wait_streaming(service, iid, task_id)
         bb = copy_progress(it)
@@ -378,19 +364,14 @@ def test_a_relayed_copy_keeps_tls_verify_full(service: Service, base: Path) -> N
         client = service.tea()
         iid = create_instance(client)
         attr = wait_running(client, iid)
-        req = CreateCloudMigrationTaskRequest()
-        for name, value in (
-            ("DBInstanceName", iid),
-            ("SourceIpAddress", "127.0.0.1"),
-            ("SourcePort", src.port),
-            ("SourceAccount", "migratetest"),
-            ("SourcePassword", MIGRATION_PASSWORD),
-            ("SourceCategory", "ecsOnVpc"),
-            ("SourceSslMode", "verify-full"),
-            ("SourceSslRootCert", pki.ca_pem),
-            ("CopyCompression", "lz4"),
-        ):
-            req.add_query_param(name, value)
+        req = migration_request(
+            iid,
+            "127.0.0.1",
+            src.port,
+            SourceSslMode="verify-full",
+            SourceSslRootCert=pki.ca_pem,
+            CopyCompression="lz4",
+        )
         task_id = int(service.core_call(req)["TaskId"])
         bb = copy_progress(wait_streaming(service, iid, task_id))
         assert bb["Compression"] == "lz4" and bb["WireBytes"] > 0, bb  # relayed, and over TLS only
