@@ -99,7 +99,7 @@ def run_cloudmig(svc: Any, client: Any, src: SourceCluster, rate: int) -> dict[s
             t_success = time.monotonic()
             route.move_to(Endpoint.tcp(attr.connection_string, int(attr.port), APP_ROLE, APP_PASSWORD))
             pool.wait_acks(1, side="target", timeout=60)
-        with cutover.target_connect(attr, APP_ROLE, APP_PASSWORD) as conn:
+        with flows.connect_target_tcp(attr, APP_ROLE, APP_PASSWORD) as conn:
             on_target = ledger_rows(conn)
         item = describe_raw(svc, instance_id, task_id)
         ev = item.get("Evidence") or {}

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import pytest
 from alibabacloud_rds20140815 import models as rds
 from Tea.exceptions import TeaException
 
 from tests.support.flows import (
+    connect_target_tcp,
     create_instance,
     create_migration,
     migration_item,
@@ -20,18 +19,6 @@ from tests.support.flows import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def _login(attr: Any, user: str, password: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=attr.connection_string,
-        port=int(attr.port),
-        user=user,
-        password=password,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=5,
-    )
 
 
 def test_accounts_after_a_switchover(service, make_source) -> None:
@@ -72,13 +59,13 @@ def test_accounts_after_a_switchover(service, make_source) -> None:
 
     # The source's bootstrap superuser came along without a password (trust on its socket).
     with pytest.raises(psycopg.OperationalError):
-        _login(attr, "postgres", "Owner_Pass_123")
+        connect_target_tcp(attr, "postgres", "Owner_Pass_123")
     client.reset_account_password(
         rds.ResetAccountPasswordRequest(
             dbinstance_id=instance_id, account_name="postgres", account_password="Owner_Pass_123"
         )
     )
-    with _login(attr, "postgres", "Owner_Pass_123") as conn:
+    with connect_target_tcp(attr, "postgres", "Owner_Pass_123") as conn:
         assert conn.execute("SELECT count(*) FROM pgbench_accounts").fetchone() == (100000,)
 
     client.create_account(
@@ -89,7 +76,7 @@ def test_accounts_after_a_switchover(service, make_source) -> None:
             account_type="Super",
         )
     )
-    with _login(attr, "app_owner", "App_Pass_123") as conn:
+    with connect_target_tcp(attr, "app_owner", "App_Pass_123") as conn:
         assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (
             True,
         )

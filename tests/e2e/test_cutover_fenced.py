@@ -20,10 +20,10 @@ from tests.support.cutover import (
     migrate,
     new_sessions_read_only,
     raw_item,
-    target_connect,
     timeline,
     wait_success,
 )
+from tests.support.flows import connect_target_tcp
 from tests.support.writers import (
     APP_PASSWORD,
     APP_ROLE,
@@ -66,7 +66,7 @@ def test_writers_that_never_stop_are_fenced_and_lose_nothing(
         pool.wait_acks(1, side="target")
     errors = pool.errors()
 
-    with target_connect(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         on_target = ledger_rows(conn)
         on_target_from_source = {
             (int(r[0]), int(r[1]))

@@ -21,11 +21,10 @@ from tests.support.cutover import (
     migrate,
     new_sessions_read_only,
     raw_item,
-    target_connect,
     timeline,
     wait_success,
 )
-from tests.support.flows import migration_item, wait_for, wait_streaming
+from tests.support.flows import connect_target_tcp, migration_item, wait_for, wait_streaming
 from tests.support.writers import APP_PASSWORD, APP_ROLE, Endpoint, Route, Writer, ledger_rows, prepare_source
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +44,7 @@ def _on_target_as_superuser(svc: Any, instance_id: str, attr: Any, query: str) -
 
 
 def _in_recovery(attr: Any) -> bool:
-    with target_connect(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
     return bool(row and row[0])
 
@@ -97,7 +96,7 @@ def test_sigkill_with_the_fence_up_before_promotion(
             item = wait_success(client, instance_id, task_id, timeout=120)
             assert item.replication_state == "finish"
             assert not _in_recovery(attr) and new_sessions_read_only(source)  # the fence stays up
-            with target_connect(attr) as conn:
+            with connect_target_tcp(attr) as conn:
                 on_target = ledger_rows(conn)
             missing = sorted(acked_before_restart - on_target)
             assert missing == [], f"{len(missing)} acknowledged rows are not on the new primary"
@@ -126,7 +125,7 @@ def test_sigkill_with_the_fence_up_before_promotion(
         # The switchover can be made again, and promotes exactly once.
         activate(client, instance_id)
         wait_success(client, instance_id, task_id)
-        with target_connect(attr) as conn:
+        with connect_target_tcp(attr) as conn:
             on_target = ledger_rows(conn)
         assert {(writer.wid, a.n) for a in writer.acks("source")} <= on_target
     assert timeline(attr) == 2, "promoted more than once, or not at all"

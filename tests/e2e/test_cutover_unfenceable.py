@@ -24,10 +24,9 @@ from tests.support.cutover import (
     new_sessions_read_only,
     raw_item,
     revoke_fence,
-    target_connect,
     wait_outcome,
 )
-from tests.support.flows import migration_item, wait_for
+from tests.support.flows import connect_target_tcp, migration_item, wait_for
 from tests.support.pgcluster import make_base_dir
 from tests.support.service import Service
 from tests.support.writers import (
@@ -161,7 +160,7 @@ def test_writers_cloudmig_cannot_fence_are_refused(
     # never an under-count).
     with source.connect() as conn:
         on_source = ledger_rows(conn)
-    with target_connect(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         on_target = ledger_rows(conn)
     lost = len(on_source - on_target)
     assert lost >= 1

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import psycopg
 from alibabacloud_rds20140815 import models as rds
 from psycopg import sql as pgsql
 
 from tests.support.flows import (
-    MIGRATION_PASSWORD,
+    connect_target_tcp,
     create_instance,
     create_migration,
     migration_item,
@@ -116,22 +115,8 @@ def wait_increment(client: Any, instance_id: str, task_id: int, timeout: float =
     return wait_for(back, timeout, interval=0.1, what="task back in increment")
 
 
-def target_connect(
-    attr: Any, user: str = ACCOUNT, password: str = MIGRATION_PASSWORD
-) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=attr.connection_string,
-        port=int(attr.port),
-        user=user,
-        password=password,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=5,
-    )
-
-
 def timeline(attr: Any) -> int:
-    with target_connect(attr) as conn:
+    with connect_target_tcp(attr) as conn:
         row = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
         wal = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
     assert row is not None and wal is not None

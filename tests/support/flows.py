@@ -15,13 +15,15 @@ T = TypeVar("T")
 MIGRATION_PASSWORD = "p@ss 'w\"o\\rd: ü;--"
 
 
-def connect_target_tcp(attr: Any) -> psycopg.Connection[Any]:
-    """The migrated instance over TCP as the migration account (its role came with the copy)."""
+def connect_target_tcp(
+    attr: Any, user: str = "migratetest", password: str = MIGRATION_PASSWORD
+) -> psycopg.Connection[Any]:
+    """The instance over TCP, as the migration account by default (its role came with the copy)."""
     return psycopg.connect(
         host=attr.connection_string,
         port=int(attr.port),
-        user="migratetest",
-        password=MIGRATION_PASSWORD,
+        user=user,
+        password=password,
         dbname="postgres",
         autocommit=True,
         connect_timeout=5,
