@@ -15,10 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from aliyunsdkrds.request.v20140815.CreateCloudMigrationTaskRequest import CreateCloudMigrationTaskRequest
-from tests.support.flows import MIGRATION_PASSWORD, create_instance, raw_items, wait_for, wait_running
+from tests.support.flows import (
+    MIGRATION_PASSWORD,
+    connect_target_tcp,
+    create_instance,
+    raw_items,
+    wait_for,
+    wait_running,
+)
 from tests.support.netlink import NetnsUnavailable, RateLimitedLink, start_source_in
 from tests.support.pgcluster import SourceCluster, make_base_dir, usable_bin_dir
 from tests.support.service import Service
@@ -135,13 +141,7 @@ def copy_progress(it: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_checksum(attr: Any) -> tuple[Any, ...]:
-    with psycopg.connect(
-        host=attr.connection_string,
-        port=int(attr.port),
-        user="migratetest",
-        password=MIGRATION_PASSWORD,
-        dbname="postgres",
-    ) as conn:
+    with connect_target_tcp(attr) as conn:
         row = conn.execute(CHECKSUM_SQL).fetchone()
     assert row is not None
     return tuple(row)
