@@ -220,7 +220,12 @@ class RawStandby:
             f.write(
                 f"port = {self.port}\nunix_socket_directories = '{self.sock}'\nlisten_addresses = '127.0.0.1'\n"
             )
-        ctl.start(bin_dir(), self.pgdata, user=self.ws.user, logfile=self.home / "postgres.log")
+        # As by hand: pg_ctl's own wait (it looks every 100 ms; cloudmig's ctl.start every 10 ms).
+        run_pg(
+            [bin_dir() / "pg_ctl", "start", "-D", self.pgdata, "-l", self.home / "postgres.log", "-w"],
+            user=self.ws.user,
+            timeout=90,
+        )
 
     def connect(self) -> Any:
         return connect_socket(self.sock, self.port, self.src.superuser)

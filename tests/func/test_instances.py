@@ -27,7 +27,7 @@ from cloudmig.domain.reserved import ADMIN_ROLE, RESERVED_ROLES
 from cloudmig.errors import QuotaExceeded
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.ports import allocate_port, port_is_free
-from cloudmig.instances.provider import LocalInstanceProvider
+from cloudmig.instances.provider import COPY_MARKER, LocalInstanceProvider
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import BasebackupStopped, run_basebackup
 from cloudmig.pg.conf import MANAGED_CONF, StandbyConf, primary_conninfo
@@ -234,9 +234,10 @@ def test_basebackup_then_stream_as_standby(
     passfile = provider.write_source_passfile(iid, endpoint, password)
     assert not passfile.is_relative_to(provider.instance_dir(iid))
 
-    target = provider.wipe_pgdata(iid, DEFAULT_MAJOR)
-    assert target.is_dir() and not any(target.iterdir())
-    assert not provider.is_running(iid, DEFAULT_MAJOR)
+    # The copy goes beside pgdata while the empty cluster still runs; it is stopped before the swap.
+    target = provider.prepare_copy_dir(iid)
+    assert target.is_dir() and not any(target.iterdir()) and target != provider.pgdata(iid)
+    assert provider.is_running(iid, DEFAULT_MAJOR)
 
     progress: list[tuple[int, int]] = []
     watcher = _ProcWatcher(password.encode())
@@ -268,6 +269,11 @@ def test_basebackup_then_stream_as_standby(
     assert not (target / "postmaster.opts").exists()
     assert not (target / "standby.signal").exists()
     assert not any((target / "pg_replslot").iterdir())
+    provider.stop(iid, DEFAULT_MAJOR)
+    provider.install_copy(iid)
+    target = provider.pgdata(iid)
+    assert (target / "backup_label").is_file() and (target / COPY_MARKER).is_file()
+    assert not provider.incoming(iid).exists()
 
     standby = StandbyConf(
         primary_conninfo=primary_conninfo(src.host, src.port, "migratetest", passfile, application_name=iid),
@@ -333,7 +339,7 @@ def test_basebackup_failure_and_stop(source_cluster: SourceCluster, provider: Lo
     src.create_migration_account("migratetest", password="right")
     iid = new_instance_id()
     endpoint = src.endpoint("migratetest")
-    target = provider.wipe_pgdata(iid, DEFAULT_MAJOR)
+    target = provider.prepare_copy_dir(iid)
     bin_dir = provider.bin_dir(DEFAULT_MAJOR)
 
     # A wrong password: the error carries pg_basebackup's own message.
@@ -352,7 +358,7 @@ def test_basebackup_failure_and_stop(source_cluster: SourceCluster, provider: Lo
 
     # A missing slot.
     passfile = provider.write_source_passfile(iid, endpoint, "right")
-    target = provider.wipe_pgdata(iid, DEFAULT_MAJOR)
+    target = provider.prepare_copy_dir(iid)
     with pytest.raises(PgCommandError, match="cloudmig_task_9"):
         run_basebackup(
             bin_dir,
@@ -367,7 +373,7 @@ def test_basebackup_failure_and_stop(source_cluster: SourceCluster, provider: Lo
     # should_stop() kills the child.
     with connect_source(src.host, src.port, "migratetest", "right") as conn:
         probes.create_physical_slot(conn, "cloudmig_task_9")
-    target = provider.wipe_pgdata(iid, DEFAULT_MAJOR)
+    target = provider.prepare_copy_dir(iid)
     with pytest.raises(BasebackupStopped):
         run_basebackup(
             bin_dir,
@@ -384,3 +390,51 @@ def test_basebackup_failure_and_stop(source_cluster: SourceCluster, provider: Lo
             lambda: (i := probes.slot_info(conn, "cloudmig_task_9")) and i["active"] == "false",
             what="the slot to be released by the killed pg_basebackup",
         )
+
+
+def test_copy_dir_lifecycle_never_loses_a_complete_copy(provider: LocalInstanceProvider) -> None:
+    """Where copies live: a partial copy is thrown away, a complete one is set aside (pgdata.kept)
+    until the next copy is installed, and the data directory a copy replaces goes only then."""
+    iid = new_instance_id()
+    provider.create(iid, port=free_port(), cls=SMALL, major=DEFAULT_MAJOR)
+    pgdata, kept = provider.pgdata(iid), provider.instance_dir(iid) / "pgdata.kept"
+
+    def fake_copy(tag: str) -> Path:
+        target = provider.prepare_copy_dir(iid)
+        (target / "PG_VERSION").write_text(f"{DEFAULT_MAJOR}\n")
+        (target / "tag").write_text(tag)
+        return target
+
+    def settled(path: Path) -> str:
+        # Set-aside trees are removed in the background: wait until only the named ones remain.
+        wait_for(
+            lambda: not [p for p in provider.instance_dir(iid).iterdir() if ".old-" in p.name],
+            what="the background removal of set-aside directories",
+        )
+        return (path / "tag").read_text()
+
+    # A partial copy of an interrupted attempt is thrown away by the next attempt.
+    fake_copy("partial")
+    target = fake_copy("first")
+    assert settled(target) == "first"
+    assert provider.is_running(iid, DEFAULT_MAJOR), "the empty cluster runs until it is stopped"
+    provider.stop(iid, DEFAULT_MAJOR)
+    provider.install_copy(iid)
+    assert settled(pgdata) == "first" and (pgdata / COPY_MARKER).is_file()
+    assert not provider.incoming(iid).exists() and not kept.exists()
+
+    # A complete copy that a crash left uninstalled (marked, still beside pgdata) is kept aside.
+    target = fake_copy("second")
+    (target / COPY_MARKER).write_text("")
+    fake_copy("third")
+    assert settled(kept) == "second" and settled(pgdata) == "first"
+    # Installing the next copy replaces pgdata and ends the kept one.
+    provider.install_copy(iid)
+    assert settled(pgdata) == "third" and not kept.exists()
+
+    # A reset keeps the complete copy in pgdata aside and throws a partial one away.
+    fake_copy("partial again")
+    provider.reset(iid, port=free_port(), cls=SMALL, major=DEFAULT_MAJOR)
+    assert settled(kept) == "third" and not provider.incoming(iid).exists()
+    assert provider.is_running(iid, DEFAULT_MAJOR) and not (pgdata / "tag").exists()
+    provider.destroy(iid, DEFAULT_MAJOR)

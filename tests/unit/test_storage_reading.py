@@ -16,6 +16,7 @@ class FakeInstance:
     used: int
     free: int
     storage_gb: int = 20
+    copied: int = 0  # written so far by a copy in progress (part of `used`)
 
     @property
     def storage_bytes(self) -> int:
@@ -23,6 +24,9 @@ class FakeInstance:
 
     def size_bytes(self) -> int:
         return self.used
+
+    def copy_bytes(self) -> int:
+        return self.copied
 
     def free_bytes(self) -> int:
         return self.free
@@ -61,3 +65,11 @@ def test_a_copy_must_fit_the_quota_and_the_file_system() -> None:
     assert too_big is not None and "larger than the instance's storage" in too_big
     no_room = copy_fits(cast(Any, FakeInstance(used=40 * MB, free=60 * MB)), 50 * MB, 64)
     assert no_room is not None and "does not fit the free space" in no_room
+    # What the copy already wrote is its own room; the data directory it replaces stays until the
+    # copy is complete, so it is not.
+    assert (
+        copy_fits(cast(Any, FakeInstance(used=400 * MB, free=100 * MB, copied=400 * MB)), 430 * MB, 64)
+        is None
+    )
+    kept_until_done = copy_fits(cast(Any, FakeInstance(used=2 * GB, free=GB)), GB + 500 * MB, 64)
+    assert kept_until_done is not None and "does not fit the free space" in kept_until_done

@@ -1,9 +1,12 @@
-"""Stage basebackup: a slot on the source, then pg_basebackup -X stream through it into the target."""
+"""Stage basebackup: a slot on the source, then pg_basebackup -X stream through it into a directory
+beside the target's data directory while the target's server stops, then the copy becomes the data
+directory."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import psycopg
@@ -19,6 +22,7 @@ from cloudmig.engine.outcome import Fail, Next, Outcome, Retry, Wait
 from cloudmig.engine.revert import undo_copy
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.errors import RetriesExhausted, StorageQuotaExceeded
+from cloudmig.instances.managed import ManagedInstance
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import BasebackupStopped
 from cloudmig.pg.runner import PgCommandError
@@ -87,6 +91,16 @@ def _prepare_slot(tc: TaskContext) -> None:
             tc.event(SECTION_BACKUP, "Ended a WAL stream of an earlier, interrupted copy")
 
 
+def _copy_while_halting(tc: TaskContext, inst: ManagedInstance, recorder: ProgressRecorder) -> None:
+    """The server in the data directory (an empty cluster, or the standby of an earlier copy) stops
+    while the copy goes into the directory beside it: the copy does not wait for the shutdown."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="halt-for-copy") as pool:
+        halted = pool.submit(inst.stop_for_copy)
+        # Compression, relay and budget (issue 13): engine/copy_run.py.
+        copy_run.run_copy(tc, inst.prepare_copy_dir, recorder)
+    halted.result()
+
+
 class BasebackupStage:
     stage = MigrateStage.BASEBACKUP
 
@@ -106,15 +120,16 @@ class BasebackupStage:
         tc.write_passfile()
         recorder = ProgressRecorder(tc)
         try:
-            # Compression, relay and budget (issue 13): engine/copy_run.py.
-            copy_run.run_copy(tc, inst.wipe_for_copy, recorder)
+            _copy_while_halting(tc, inst, recorder)
         except BasebackupStopped:
             return Wait(0)
         except StorageQuotaExceeded as exc:
             return Fail(exc)
         except PgCommandError as exc:
+            if exc.command != "pg_basebackup":
+                return Retry(f"the instance's server did not stop for the copy: {exc}")
             return Retry(f"pg_basebackup failed: {exc}", disconnect=True)
-        inst.mark_copy_complete()
+        inst.install_copy()
         recorder.done = max(recorder.done, recorder.total)
         recorder.flush(time.monotonic(), phase="done")
         tc.event(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,17 +108,14 @@ def plan_copy(tc: TaskContext, bin_dir: Path, bucket: bandwidth.TokenBucket | No
     return copy_plan.decide(requested, server, client, link, caps, local=local)
 
 
-def run_copy(tc: TaskContext, wipe: Callable[[], Path], recorder: Recorder) -> None:
-    """The copy into the directory `wipe` empties (called again when the copy restarts)."""
+def run_copy(tc: TaskContext, prepare: Callable[[], Path], recorder: Recorder) -> None:
+    """The copy into the empty directory `prepare` returns (called again when the copy restarts)."""
     inst = tc.instance()
     bin_dir = tc.ctx.provider.basebackup_dir(inst.major)
     bucket = bandwidth.host_bucket(tc.ctx.settings.copy_budget_kb)
     with _active():
-        # The link is measured while the instance's empty cluster stops (both take 0.1-0.2 s).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-plan") as pool:
-            planned = pool.submit(plan_copy, tc, bin_dir, bucket)
-            target = wipe()
-            plan = planned.result()
+        target = prepare()
+        plan = plan_copy(tc, bin_dir, bucket)
         tc.event(SECTION_BACKUP, plan.detail())
         recorder.started = time.monotonic()
         try:
@@ -127,7 +123,7 @@ def run_copy(tc: TaskContext, wipe: Callable[[], Path], recorder: Recorder) -> N
         except _Revised as revised:
             tc.event(SECTION_BACKUP, revised.plan.detail())
             _end_earlier_stream(tc)
-            target = wipe()
+            target = prepare()
             recorder.started, recorder.done, recorder.total = time.monotonic(), 0, 0
             _run_once(tc, target, recorder, revised.plan, bin_dir, bucket, may_revise=False)
 

@@ -22,7 +22,8 @@ def copy_fits(inst: ManagedInstance, total_bytes: int, reserve_mb: int) -> str |
             f"the source's data ({_mb(total_bytes)}) is larger than the instance's storage "
             f"({inst.storage_gb} GB); nothing was written beyond it"
         )
-    free = inst.free_bytes() + inst.size_bytes()
+    # What this copy wrote so far is room it already has.
+    free = inst.free_bytes() + inst.copy_bytes()
     if total_bytes > free - reserve_mb * MB:
         return (
             f"the copy ({_mb(total_bytes)}) does not fit the free space of the instance's file system "

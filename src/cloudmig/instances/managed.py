@@ -117,11 +117,18 @@ class ManagedInstance:
         """An empty running cluster again; a complete copy in it is kept aside."""
         self.provider.reset(self.id, port=self.port, cls=self.instance_class, major=self.major)
 
-    def wipe_for_copy(self) -> Path:
-        return self.provider.wipe_pgdata(self.id, self.major)
+    def prepare_copy_dir(self) -> Path:
+        """Where the next copy goes while the server in pgdata may still run (see install_copy)."""
+        return self.provider.prepare_copy_dir(self.id)
 
-    def mark_copy_complete(self) -> None:
-        self.provider.mark_copy_complete(self.id)
+    def stop_for_copy(self) -> None:
+        """Halt the server; its data directory goes unless it is a complete copy (see install_copy)."""
+        self.halt()
+        self.provider.discard_unless_copy(self.id)
+
+    def install_copy(self) -> None:
+        """The finished copy becomes pgdata; the server must be stopped (stop_for_copy)."""
+        self.provider.install_copy(self.id)
 
     def destroy(self) -> None:
         self.provider.destroy(self.id, self.major)
@@ -152,12 +159,21 @@ class ManagedInstance:
         return self.provider.free_bytes(self.id)
 
     def size_bytes(self) -> int:
-        """Bytes the instance's data directory occupies (what counts against DBInstanceStorage)."""
-        total = 0
-        for root, _dirs, files in os.walk(self.pgdata):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
-                except FileNotFoundError:  # a WAL segment recycled while walking
-                    continue
-        return total
+        """Bytes the instance's data directory and a copy in progress occupy (what counts against
+        DBInstanceStorage)."""
+        return _tree_bytes(self.pgdata) + self.copy_bytes()
+
+    def copy_bytes(self) -> int:
+        """Bytes a copy in progress has written so far."""
+        return _tree_bytes(self.provider.incoming(self.id))
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:  # a WAL segment recycled while walking
+                continue
+    return total

@@ -6,6 +6,8 @@ Layout (cloudmig as root runs PostgreSQL as settings.pg_os_user; "pg" below is t
       instances/                        0711 root
         <id>/                           0700 pg     instance_dir
           pgdata/                       0700 pg     the cluster (initdb, or a base backup copy)
+          pgdata.incoming/              0700 pg     a copy in progress (installed as pgdata when complete)
+          pgdata.kept/                  0700 pg     a complete copy set aside by a reset
           conf/pg_hba.conf, pg_ident.conf           managed, outside pgdata (a copy never clobbers them)
           log/postgres.log                          pg_ctl -l
     <runtime_dir>/                      0711 root
@@ -48,9 +50,11 @@ _CREATED_MARKER = ".created"
 TRASH_SUFFIX = ".old-"
 # A complete copy set aside by a reset, kept until the next copy succeeds or the instance goes.
 KEPT_SUFFIX = ".kept"
+# A copy in progress, beside pgdata: the server in pgdata stops meanwhile (install_copy swaps them).
+INCOMING_SUFFIX = ".incoming"
 # How often a promotion in progress is looked at.
 PROMOTE_POLL_SECONDS = 0.1
-# Written into pgdata once pg_basebackup has finished: the directory holds a complete copy.
+# Written into a copy once pg_basebackup has finished: the directory holds a complete copy.
 COPY_MARKER = "cloudmig.copied"
 
 
@@ -85,6 +89,9 @@ class LocalInstanceProvider:
 
     def pgdata(self, instance_id: str) -> Path:
         return self.instance_dir(instance_id) / "pgdata"
+
+    def incoming(self, instance_id: str) -> Path:
+        return self.instance_dir(instance_id) / ("pgdata" + INCOMING_SUFFIX)
 
     def conf_dir(self, instance_id: str) -> Path:
         return self.instance_dir(instance_id) / "conf"
@@ -264,21 +271,28 @@ class LocalInstanceProvider:
             time.sleep(PROMOTE_POLL_SECONDS)
 
     def _reset_pgdata(self, bin_dir: Path, pgdata: Path) -> None:
-        """Leave an empty 0700 pgdata. What was there is set aside, never removed inline: a complete
-        copy (COPY_MARKER) is kept as `pgdata.kept` until the next copy into the instance succeeds
-        or the instance is deleted; anything else (an empty cluster, a partial copy) is removed in
-        the background, so a new copy starts at once."""
+        """Leave an empty 0700 pgdata and no copy in progress. What was there is set aside, never
+        removed inline (see _set_aside)."""
         if pgdata.exists():
             ctl.stop(bin_dir, pgdata, user=self.user, mode="immediate", runner=self.runner)
-            if (pgdata / COPY_MARKER).exists():
-                kept = pgdata.with_name(pgdata.name + KEPT_SUFFIX)
-                if kept.exists():
-                    self._trash(kept)
-                pgdata.rename(kept)
-            else:
-                self._trash(pgdata)
+            self._set_aside(pgdata)
+        self._set_aside(pgdata.with_name(pgdata.name + INCOMING_SUFFIX))
         self._reset_trash(pgdata)
         make_dir(pgdata, user=self.user)
+
+    def _set_aside(self, path: Path) -> None:
+        """A complete copy (COPY_MARKER) is kept as `pgdata.kept` until the next copy into the
+        instance succeeds or the instance is deleted; anything else (an empty cluster, a partial
+        copy) is removed in the background, so that nothing waits for it."""
+        if not path.exists():
+            return
+        if (path / COPY_MARKER).exists():
+            kept = path.with_name("pgdata" + KEPT_SUFFIX)
+            if kept.exists():
+                self._trash(kept)
+            path.rename(kept)
+        else:
+            self._trash(path)
 
     @staticmethod
     def _trash(path: Path) -> None:
@@ -289,30 +303,45 @@ class LocalInstanceProvider:
         kept = self.pgdata(instance_id).with_name("pgdata" + KEPT_SUFFIX)
         return kept if kept.is_dir() else None
 
-    def mark_copy_complete(self, instance_id: str) -> None:
-        """The copy in pgdata is complete (pg_basebackup succeeded): a later reset keeps it aside,
-        and an earlier kept copy is no longer needed."""
-        marker = self.pgdata(instance_id) / COPY_MARKER
+    def prepare_copy_dir(self, instance_id: str) -> Path:
+        """An empty 0700 directory beside pgdata for pg_basebackup (owned by the pg user). The
+        server in pgdata may still run: it is stopped while the copy goes on, and install_copy
+        makes the copy pgdata. A copy an earlier attempt left there is set aside (_set_aside)."""
+        self._prepare_instance_dirs(instance_id)
+        incoming = self.incoming(instance_id)
+        self._set_aside(incoming)
+        self._reset_trash(self.pgdata(instance_id))
+        make_dir(incoming, user=self.user)
+        return incoming
+
+    def discard_unless_copy(self, instance_id: str) -> None:
+        """After the server stopped for a copy: a data directory that is not a complete copy (the
+        empty cluster) is removed now, in the background, while the copy goes on; a complete one
+        stays until install_copy replaces it."""
+        pgdata = self.pgdata(instance_id)
+        if pgdata.exists() and not (pgdata / COPY_MARKER).exists():
+            self._trash(pgdata)
+            self._reset_trash(pgdata)
+
+    def install_copy(self, instance_id: str) -> None:
+        """The complete copy (pg_basebackup succeeded) becomes pgdata; the server must be stopped.
+        It is marked complete first, so that a crash at any point leaves a complete copy in place
+        or set aside; the former pgdata and an earlier kept copy are no longer needed."""
+        incoming, pgdata = self.incoming(instance_id), self.pgdata(instance_id)
+        marker = incoming / COPY_MARKER
         marker.write_text("")
         chown_to(marker, self.user)
+        if pgdata.exists():
+            self._trash(pgdata)
+        incoming.rename(pgdata)
         kept = self.kept_copy(instance_id)
         if kept is not None:
             self._trash(kept)
-            self._reset_trash(self.pgdata(instance_id))
+        self._reset_trash(pgdata)
 
     def _reset_trash(self, pgdata: Path) -> None:
         for trash in pgdata.parent.glob(f"{pgdata.name}{TRASH_SUFFIX}*"):
             threading.Thread(target=_remove_tree, args=(trash,), name="rm-old-pgdata", daemon=True).start()
-
-    def wipe_pgdata(self, instance_id: str, major: int) -> Path:
-        """Stop the server and leave an empty 0700 pgdata owned by the pg user (for pg_basebackup)."""
-        bin_dir = self.bin_dir(major)
-        self._prepare_instance_dirs(instance_id)
-        pgdata = self.pgdata(instance_id)
-        if pgdata.exists():
-            ctl.stop(bin_dir, pgdata, user=self.user, runner=self.runner)
-        self._reset_pgdata(bin_dir, pgdata)
-        return pgdata
 
     def reset(self, instance_id: str, *, port: int, cls: InstanceClass, major: int) -> None:
         """Make the instance an empty running cluster again (after a failed migration); a complete

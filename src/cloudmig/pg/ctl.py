@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from pathlib import Path
 
 from cloudmig.pg import compat
@@ -14,6 +17,8 @@ log = logging.getLogger("cloudmig.pg")
 _LOCALES = ("C.UTF-8", "C")
 # pg_ctl status: 3 = not running, 4 = no (accessible) data directory.
 _NOT_RUNNING_CODES = (3, 4)
+# How often start() reads postmaster.pid (pg_ctl -w reads it every 100 ms).
+READY_POLL_SECONDS = 0.01
 
 
 def initdb(
@@ -76,7 +81,9 @@ def start(
     timeout: float = 60,
 ) -> None:
     """pg_ctl -w start; no error when the server already runs. The server log goes to `logfile`
-    (its directory must be writable by `user`); on failure its tail is part of the error."""
+    (its directory must be writable by `user`); on failure its tail is part of the error. Returns
+    as soon as postmaster.pid says the new server accepts connections (pg_ctl itself looks only
+    every 100 ms and then ends on its own)."""
     if is_running(bin_dir, pgdata, user=user, runner=runner):
         return
     argv: list[str | Path] = [
@@ -90,9 +97,26 @@ def start(
         "-t",
         str(int(timeout)),
     ]
-    try:
-        runner.run(argv, user=user, timeout=timeout + 30)
-    except PgCommandError as exc:
+    launched = time.time()
+    ended = threading.Event()
+    failure: list[BaseException] = []
+
+    def run_pg_ctl() -> None:
+        try:
+            runner.run(argv, user=user, timeout=timeout + 30)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            ended.set()
+
+    threading.Thread(target=run_pg_ctl, name="pg_ctl-start", daemon=True).start()
+    while not ended.wait(READY_POLL_SECONDS):
+        if accepts_connections(pgdata, since=launched):
+            return
+    if failure:
+        exc = failure[0]
+        if not isinstance(exc, PgCommandError):
+            raise exc
         if "another server might be running" in exc.stderr and is_running(
             bin_dir, pgdata, user=user, runner=runner
         ):
@@ -100,6 +124,19 @@ def start(
         log_tail = _log_tail(logfile)
         detail = f"{exc.stderr.strip()}\n--- {logfile} ---\n{log_tail}" if log_tail else exc.stderr
         raise PgCommandError(exc.command, exc.returncode, detail) from exc
+
+
+def accepts_connections(pgdata: Path, *, since: float) -> bool:
+    """Whether postmaster.pid names a live server started at `since` or later (not a stale file of
+    an earlier one) whose status (PostgreSQL 10+) is ready, or standby (consistent, read-only)."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, started, status = int(lines[0]), int(lines[2]), lines[7].strip()
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    # The start time has a resolution of a second (pg_ctl -w allows 2 s of clock skew too).
+    return started >= int(since) - 2 and status in ("ready", "standby")
 
 
 def stop(
