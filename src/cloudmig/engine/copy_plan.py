@@ -37,6 +37,16 @@ RESTART_COST_SECONDS = 1.5
 
 
 @dataclass(frozen=True)
+class SourceMeasurement:
+    """What the decision needs from the source: its compression support and the link's rate (None
+    when not measured), for the requested mode and local address it was made for."""
+
+    server: ServerSupport
+    link: float | None
+    made_for: tuple[str, str | None]
+
+
+@dataclass(frozen=True)
 class CopyPlan:
     mode: CompressionMode
     requested: CompressionMode

@@ -6,6 +6,7 @@ from cloudmig.checks import assess as run_checks
 from cloudmig.domain.checks import CheckResult, passed, render_report
 from cloudmig.domain.enums import CheckLevel, MigrateStage, TaskKind, TaskStatus
 from cloudmig.domain.transitions import Transition
+from cloudmig.engine import copy_run
 from cloudmig.engine.outcome import Fail, Next, Outcome
 from cloudmig.engine.revert import release_instance
 from cloudmig.engine.taskctx import TaskContext
@@ -27,6 +28,8 @@ class PrecheckStage:
     stage = MigrateStage.PRECHECK
 
     def run(self, tc: TaskContext) -> Outcome:
+        if tc.task.kind is TaskKind.MIGRATION:
+            copy_run.start_measuring(tc)  # the copy's link probe, while the assessment runs
         results = assess(tc)
         if tc.task.kind is TaskKind.PRECHECK:
             # An assessment task is done once the report exists, whatever it says.

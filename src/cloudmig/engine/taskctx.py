@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import psycopg
 from cloudmig.domain.enums import ReplicationState
 from cloudmig.domain.switchover import SwitchEvidence, SwitchRequest, load_request
 from cloudmig.domain.transitions import Transition
+from cloudmig.engine.copy_plan import SourceMeasurement
 from cloudmig.instances.managed import ManagedInstance
 from cloudmig.pg.source import Source
 from cloudmig.runtime import AppContext, task_source
@@ -34,6 +36,9 @@ class TaskContext:
     # otherwise authenticate to the source each time); closed when the worker lets the task go.
     connections: dict[str, psycopg.Connection] = field(default_factory=dict)
     _source: Source | None = field(default=None, repr=False)
+    # The source's compression support and link rate, measured while the assessment runs
+    # (engine/copy_run.py start_measuring); the copy's plan takes it.
+    source_measurement: Future[SourceMeasurement] | None = field(default=None, repr=False)
 
     def connection(self, key: str, connect: Callable[[], psycopg.Connection]) -> psycopg.Connection:
         conn = self.connections.get(key)
