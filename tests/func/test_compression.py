@@ -9,7 +9,6 @@ aliyunsdkcore, which keeps them. Skipped with the reason where namespaces cannot
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,7 +276,28 @@ def test_source_without_lz4_or_zstd_falls_back_with_a_detail_line(service: Servi
 # ---- per-host budget -----------------------------------------------------------------------------
 
 
-def test_two_copies_share_a_per_host_budget(base: Path) -> None:
+@pytest.mark.parametrize(
+    ("counts", "compression"),
+    [
+        ("wire", "none"),
+        pytest.param(
+            "source",
+            "zstd:1",
+            # Known, open on issue 13. The pacer learns a compressed copy's ratio from pg_basebackup's
+            # -P reports, which arrive late (its data goes at ratio 1.0: the sources read ratio x the
+            # budget); and a source reads ahead into its socket buffers (about 30 MB uncompressed
+            # here, as much as these small databases hold) before any pacing can bite.
+            marks=pytest.mark.xfail(
+                reason="source-bytes budget overshoots on compressed copies", strict=False
+            ),
+        ),
+    ],
+    ids=["budget-counts-wire", "budget-counts-source-bytes"],
+)
+def test_two_copies_share_a_per_host_budget(base: Path, counts: str, compression: str) -> None:
+    """Wire: the bytes over the link stay within the budget while both copies run. Source: the
+    bytes the sources read for their base backups (their own pg_stat_progress_basebackup count,
+    before compression) stay within it, and the link carries less (the copies are compressed)."""
     budget_kb = 6 * 1024
     try:
         link_cm = RateLimitedLink.create(None)  # no tc limit: only the budget holds the copies back
@@ -287,7 +307,11 @@ def test_two_copies_share_a_per_host_budget(base: Path) -> None:
     sources: list[SourceCluster] = []
     svc = Service(
         make_base_dir("svc-", parent=base),
-        extra_env={"CLOUDMIG_COPY_BUDGET_KB": str(budget_kb), "CLOUDMIG_COPY_COMPRESSION": "none"},
+        extra_env={
+            "CLOUDMIG_COPY_BUDGET_KB": str(budget_kb),
+            "CLOUDMIG_COPY_BUDGET_COUNTS": counts,
+            "CLOUDMIG_COPY_COMPRESSION": compression,
+        },
     )
     try:
         for _ in range(2):
@@ -295,40 +319,46 @@ def test_two_copies_share_a_per_host_budget(base: Path) -> None:
             sources.append(src)
             _fill(src, rows=120_000)
         svc.start()
-        samples: list[tuple[float, int]] = []
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                samples.append((time.monotonic(), link.host_rx_bytes()))
-                time.sleep(0.25)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
         tasks = [start_migration(svc, link.ns_addr, s.port)[:2] for s in sources]
-        stages: dict[int, list[tuple[float, str]]] = {t: [] for _, t in tasks}
+        # (time, bytes received over the link, bytes each source's base backup read, stages)
+        samples: list[tuple[float, int, list[int | None], tuple[str, ...]]] = []
+        streamed_sql = "SELECT max(backup_streamed) FROM pg_stat_progress_basebackup"
 
         def both_done() -> bool:
-            for iid, t in tasks:
-                stage = item(svc, iid, t)["MigrateStage"]
-                if not stages[t] or stages[t][-1][1] != stage:
-                    stages[t].append((time.monotonic(), stage))
-            return all(s[-1][1] not in ("precheck", "basebackup") for s in stages.values())
+            stages = tuple(item(svc, iid, t)["MigrateStage"] for iid, t in tasks)
+            read = [s.scalar(streamed_sql) for s in sources]
+            samples.append((time.monotonic(), link.host_rx_bytes(), read, stages))
+            return all(st not in ("precheck", "basebackup") for st in stages)
 
-        wait_for(both_done, 240, interval=0.2, what="both copies done")
-        stop.set()
-        sampler.join()
-        # While both copies ran, the bytes that came over the link stayed within the budget.
-        start = max(next(t for t, st in s if st == "basebackup") for s in stages.values())
-        end = min(next(t for t, st in s if st not in ("precheck", "basebackup")) for s in stages.values())
-        window = [(t, b) for t, b in samples if start + 1.0 <= t <= end]
-        assert len(window) >= 8, (start, end, len(samples))
-        rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+        wait_for(both_done, 240, interval=0.25, what="both copies done")
+        # While both copies ran (wire: both in basebackup; source: both base backups reading), the
+        # first second left out, measured from the bytes counted over time.
+        if counts == "wire":
+            both = [x for x in samples if x[3] == ("basebackup", "basebackup")]
+        else:
+            both = [x for x in samples if None not in x[2]]
+        window = [x for x in both if x[0] >= both[0][0] + 1.0]
+        assert len(window) >= 8, (len(both), len(samples))
+        seconds = window[-1][0] - window[0][0]
+        wire = (window[-1][1] - window[0][1]) / seconds
+        read = (
+            (sum(v or 0 for v in window[-1][2]) - sum(v or 0 for v in window[0][2])) / seconds
+            if counts == "source"
+            else 0.0
+        )
         budget = budget_kb * 1024
-        assert rate <= budget * 1.1, f"{rate / 1e6:.2f} MB/s over a {budget / 1e6:.2f} MB/s budget"
-        assert rate >= budget * 0.6, f"{rate / 1e6:.2f} MB/s: the copies did not use the budget"
+        counted = wire if counts == "wire" else read
+        assert counted <= budget * 1.15, (
+            f"{counted / 1e6:.2f} MB/s over a {budget / 1e6:.2f} MB/s budget ({seconds:.1f} s, wire {wire / 1e6:.2f} MB/s)"
+        )
+        assert counted >= budget * 0.5, f"{counted / 1e6:.2f} MB/s: the copies did not use the budget"
+        if counts == "source":
+            assert wire < read / 1.5, (
+                f"compressed copies: {wire / 1e6:.2f} MB/s on the wire, {read / 1e6:.2f} read"
+            )
         for iid, t in tasks:
-            assert copy_progress(item(svc, iid, t))["BudgetKBPerSecond"] == budget_kb
+            bb = copy_progress(item(svc, iid, t))
+            assert (bb["BudgetKBPerSecond"], bb["BudgetCounts"]) == (budget_kb, counts)
     finally:
         svc.destroy()
         for s in sources:

@@ -7,8 +7,9 @@ copy that starts or ends changes the others' share at once. What a byte costs de
 budget counts (`copy_budget_counts`):
 
 - "wire": bytes on the network, i.e. what the relay receives (compressed when the copy is).
-- "source": bytes read from the source's disks, i.e. wire bytes x the copy's compression ratio
-  (measured as the copy goes: uncompressed bytes done / wire bytes).
+- "source": bytes read from the sources' disks: the base backup's wire bytes x its compression
+  ratio (measured as the copy goes: pg_basebackup's bytes done / wire bytes), the WAL stream's wire
+  bytes as they are (WAL is sent uncompressed).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class TokenBucket:
 
 
 class CopyPacer:
-    """One copy's view of the host budget: charges wire bytes, or wire bytes x its ratio."""
+    """One copy's view of the host budget: charges wire bytes, or (source) the base backup's wire
+    bytes x its ratio."""
 
     def __init__(self, bucket: TokenBucket, counts: str) -> None:
         if counts not in COUNTS:
@@ -55,8 +57,9 @@ class CopyPacer:
         self.counts = counts
         self.ratio = 1.0  # uncompressed / wire, updated by the copy's progress
 
-    def wait(self, nbytes: int) -> None:
-        self.bucket.wait(nbytes * (self.ratio if self.counts == "source" else 1.0))
+    def wait(self, nbytes: int, connection: int = 0) -> None:
+        compressed = self.counts == "source" and connection == 0
+        self.bucket.wait(nbytes * (self.ratio if compressed else 1.0))
 
 
 _host_lock = threading.Lock()

@@ -30,8 +30,9 @@ _ACCEPT_POLL_SECONDS = 0.2
 
 
 class Pacer(Protocol):
-    def wait(self, nbytes: int) -> None:
-        """Block until `nbytes` more bytes from the source may be passed on."""
+    def wait(self, nbytes: int, connection: int) -> None:
+        """Block until `nbytes` more bytes from the source may be passed on over `connection`
+        (its index in accept order: 0 the base backup, then the WAL stream)."""
 
 
 class RelayUnavailable(OSError):
@@ -204,7 +205,7 @@ class CopyRelay:
                     return
                 if index is not None:
                     if self.pacer is not None:
-                        self.pacer.wait(n)
+                        self.pacer.wait(n, index)
                     with self._lock:
                         self._down += n
                         self._per_connection[index] += n
