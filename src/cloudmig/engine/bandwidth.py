@@ -8,8 +8,11 @@ budget counts (`copy_budget_counts`):
 
 - "wire": bytes on the network, i.e. what the relay receives (compressed when the copy is).
 - "source": bytes read from the sources' disks: the base backup's wire bytes x its compression
-  ratio (measured as the copy goes: pg_basebackup's bytes done / wire bytes), the WAL stream's wire
-  bytes as they are (WAL is sent uncompressed).
+  ratio (measured as the copy goes: bytes written into the copy's directory / wire bytes, see
+  engine/copy_ratio.py), the WAL stream's wire bytes as they are (WAL is sent uncompressed).
+
+A source reads ahead of the relay by what the socket buffers between them hold (a few MB, more when
+compressed): the budget holds from the copies' second second on, not over their first burst.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from collections.abc import Callable
 # A copy may run this far ahead of its slots: smooths the sleeps without a visible burst.
 _SLACK_SECONDS = 0.02
 COUNTS = ("wire", "source")
+# A compressed copy is charged as if it compressed this well until its ratio is first measured
+# (engine/copy_ratio.py, after 256 kB on the wire): server-side zstd does 2-4x on typical data.
+ASSUMED_RATIO = 3.0
 
 
 class TokenBucket:

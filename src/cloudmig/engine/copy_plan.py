@@ -144,7 +144,7 @@ class Window:
     """What the first seconds of a compressed copy showed."""
 
     seconds: float
-    uncompressed: int  # bytes done (pg_basebackup -P: what the source read)
+    uncompressed: int  # bytes that reached this side uncompressed (written into the copy directory)
     wire: int  # bytes received from the source
     total: int  # the copy's estimated size, uncompressed
 

@@ -22,6 +22,7 @@ from cloudmig.domain.compression import CompressionMode, InvalidCompressionMode,
 from cloudmig.domain.detail import SECTION_BACKUP
 from cloudmig.engine import bandwidth, copy_plan
 from cloudmig.engine.copy_plan import CopyPlan, SourceMeasurement, Window
+from cloudmig.engine.copy_ratio import RatioWatch
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.pg import probes
 from cloudmig.pg.basebackup import run_basebackup
@@ -191,21 +192,31 @@ def _run_once(
     relay: CopyRelay | None = None
     if plan.mode.compressed or pacer is not None:
         src = tc.source().endpoint
-        # With a budget, a small receive buffer keeps the burst before flow control bites short.
-        rcvbuf = max(int(bucket.rate * 0.25), 256 * 1024) if bucket is not None else None
+        # With a budget, a small receive buffer keeps the burst before flow control bites short
+        # (a compressed copy's buffered wire bytes are worth ratio x as many source bytes).
+        rcvbuf = None
+        if bucket is not None and pacer is not None:
+            per_byte = bandwidth.ASSUMED_RATIO if pacer.counts == "source" and plan.mode.compressed else 1.0
+            rcvbuf = max(int(bucket.rate * 0.25 / per_byte), 256 * 1024)
         try:
             relay = CopyRelay(src.host, src.port, pacer=pacer, receive_buffer=rcvbuf).start()
         except RelayUnavailable as exc:
             tc.event(SECTION_BACKUP, f"Bytes on the wire are not measured and no budget applies: {exc}")
     meter = _Meter(plan, relay, settings.copy_budget_kb, settings.copy_budget_counts)
     recorder.extra = lambda: meter.fields(recorder.done)
+    if pacer is not None and plan.mode.compressed:
+        pacer.ratio = bandwidth.ASSUMED_RATIO
+
+    def on_ratio(ratio: float) -> None:
+        if pacer is not None:
+            pacer.ratio = ratio
 
     def on_progress(done: int, total: int) -> None:
         recorder(done, total)
-        if pacer is not None:
-            pacer.ratio = meter.ratio(done)
         if may_revise and not meter.checked and meter.first_report is not None and relay is not None:
-            window = Window(time.monotonic() - meter.first_report, done, meter.data_wire(), total)
+            window = Window(
+                time.monotonic() - meter.first_report, meter.arrived(done), meter.data_wire(), total
+            )
             if copy_plan.window_complete(window):
                 meter.checked = True
                 revised = copy_plan.revise(plan, window)
@@ -214,7 +225,11 @@ def _run_once(
         if meter.first_report is None:
             meter.first_report = time.monotonic()
 
+    watch = RatioWatch(target, meter.data_wire, on_ratio)
     try:
+        if relay is not None and plan.mode.compressed:
+            meter.watch = watch
+            watch.start()
         run_basebackup(
             bin_dir,
             target,
@@ -231,6 +246,7 @@ def _run_once(
             libpq_env=tc.source().tls.libpq_env(),
         )
     finally:
+        watch.stop()
         meter.finish()
         if relay is not None:
             relay.close()
@@ -248,6 +264,7 @@ class _Meter:
         self.first_report: float | None = None
         self.checked = False
         self.ended: float | None = None
+        self.watch: RatioWatch | None = None  # the ratio of what reached the disk (compressed copies)
 
     def data_wire(self) -> int:
         """Wire bytes of the base backup's own connection (the first; the WAL stream comes later)."""
@@ -256,7 +273,16 @@ class _Meter:
         per = self.relay.connection_bytes()
         return per[0] if per else 0
 
+    def arrived(self, done: int) -> int:
+        """Uncompressed bytes that have reached this side: what the watch saw written, else
+        pg_basebackup's count (which includes what the socket buffers still hold)."""
+        return self.watch.written if self.watch is not None and self.watch.written else done
+
     def ratio(self, done: int) -> float:
+        """While the copy runs, the watched ratio (the -P count runs ahead of the wire by the socket
+        buffers); once it has ended, the source's whole count over the wire's."""
+        if self.ended is None and self.watch is not None and self.watch.ratio is not None:
+            return self.watch.ratio
         wire = self.data_wire()
         return done / wire if wire > 0 and done > 0 else 1.0
 
