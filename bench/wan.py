@@ -78,6 +78,12 @@ class Plan:
     datasets: tuple[tuple[str, int], ...]  # ("pgbench", scale) or ("mixed", rows)
     methods: tuple[str, ...]
     repeats: int
+    # Loopback copies take about a second, where the machine's noise (writeback, scheduling) is
+    # tenths of one: more repetitions there, at little cost.
+    loopback_repeats: int = 0
+
+    def repeats_for(self, rate: float | None) -> int:
+        return max(self.repeats, self.loopback_repeats) if rate is None else self.repeats
 
 
 def plan_for(mode: Mode) -> Plan:
@@ -88,6 +94,7 @@ def plan_for(mode: Mode) -> Plan:
         (("pgbench", 10), ("mixed", 1_000_000)),
         ("raw", "auto", *FIXED),
         3,
+        loopback_repeats=7,
     )
 
 
@@ -222,12 +229,15 @@ def _measure_case(
     dataset: tuple[str, int],
     rx: Any,
     case: str,
+    repeats: int,
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in plan.methods}
-    for rep in range(plan.repeats):
+    for rep in range(repeats):
         k = rep % len(plan.methods)
         order = plan.methods[k:] + plan.methods[:k]
         for m in order:
+            # The previous run's data is written back before this one starts, not during it.
+            os.sync()
             with write_load(ws, src, dataset):
                 if m == "raw":
                     r = run_raw(ws, src, f"{rep}_{int(time.time())}", rx)
@@ -251,6 +261,7 @@ def run(mode: Mode) -> Result:
             "datasets": [f"{k} {v}" for k, v in plan.datasets],
             "methods": list(plan.methods),
             "repeats": plan.repeats,
+            "loopback_repeats": plan.repeats_for(None),
             "load_tps": LOAD_TPS,
         },
     )
@@ -299,7 +310,7 @@ def _one_link(
         fill(src, dataset)
         size = int(src.scalar("SELECT sum(pg_database_size(oid)) FROM pg_database"))
         log(f"  {case}: source ready ({size / 1e6:.0f} MB in all databases) in {time.monotonic() - t:.1f} s")
-        runs = _measure_case(ws, svc, client, plan, src, host, dataset, rx, case)
+        runs = _measure_case(ws, svc, client, plan, src, host, dataset, rx, case, plan.repeats_for(rate))
     return {
         "link": label,
         "rate_mbit": rate,
@@ -409,7 +420,8 @@ def render(res: Result) -> str:
     lines = [
         f"Links: {', '.join(p['links'])} (veth into a network namespace with `tc tbf`; loopback unconstrained). "
         f"Data sets: {', '.join(p['datasets'])} (pgbench scale; mixed: rows of ints, timestamps, numerics, "
-        f"codes and md5 text, with two indexes). {p['repeats']} repetitions, methods alternating; "
+        f"codes and md5 text, with two indexes). {p['repeats']} repetitions "
+        f"({p.get('loopback_repeats', p['repeats'])} on loopback), methods alternating, each run after a `sync`; "
         f"`pgbench -R {p['load_tps']}` writes on the source during every copy. Times are from the start "
         "until the standby streams: median (min-max, n); pg_basebackup itself: the raw run's, and cloudmig's "
         "Progress.BaseBackup.ElapsedSeconds. Catch-up: copy done until streaming, as a client polling "

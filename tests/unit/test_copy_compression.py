@@ -62,7 +62,7 @@ def test_argv_through_a_relay_keeps_the_source_name() -> None:
 
 @pytest.mark.parametrize(
     ("link", "mode"),
-    [(500 * MB, "none"), (200 * MB, "none"), (120 * MB, "lz4"), (12 * MB, "zstd:1"), (2 * MB, "zstd:3")],
+    [(500 * MB, "none"), (150 * MB, "none"), (120 * MB, "zstd:1"), (12 * MB, "zstd:1"), (2 * MB, "zstd:3")],
 )
 def test_auto_by_link(link: float, mode: str) -> None:
     plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, link)
@@ -116,6 +116,10 @@ def test_forced_modes_and_fallbacks() -> None:
 def test_auto_uses_the_other_algorithm_when_one_is_missing() -> None:
     plan = copy_plan.decide(parse_mode("auto"), ServerSupport(150004, frozenset({"lz4"})), BOTH, 12 * MB)
     assert str(plan.mode) == "lz4" and "built without zstd" in plan.reason
+    client = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"lz4"}), 2 * MB)
+    assert str(client.mode) == "lz4" and "pg_basebackup was built without zstd" in client.reason
+    neither = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"gzip"}), 12 * MB)
+    assert str(neither.mode) == "none"
 
 
 def test_revise_restarts_uncompressed_only_when_clearly_better() -> None:

@@ -1,13 +1,15 @@
 """How a full copy is compressed: the decision and its reason (pure functions, no I/O).
 
-The copy's speed in uncompressed bytes per second is about min(compressor, link x ratio) with
-compression and min(disk, link) without. One server compressor thread does roughly 100-200 MB/s of
-mixed data with lz4 and somewhat less with zstd level 1 (measured on a 2-vCPU machine, see
-docs/benchmarks.md), so:
+The copy's speed in uncompressed bytes per second is about min(pipeline, link x ratio) with
+compression and min(disk, link) without, where the pipeline is the source's one compressor thread,
+cloudmig's relay and pg_basebackup's decompression. Measured on a 2-vCPU machine over a 1 Gbit/s
+link (docs/benchmarks.md), zstd level 1 moved 128-150 MB/s of data and lz4 94-150 MB/s: lz4's
+faster compressor does not make up for its lower ratio (1.9x against 3.0x on mixed data, 8x
+against 16x on pgbench's), which the rest of the pipeline carries. So:
 
-- a link faster than FAST_LINK is better used uncompressed;
-- below it lz4 (fastest compressor) pays off, and below ZSTD_LINK zstd level 1 (higher ratio, and
-  the compressor still keeps up with the link); below ZSTD3_LINK zstd level 3 squeezes a little more.
+- a link faster than FAST_LINK is better used uncompressed (the pipeline would be the limit);
+- below it zstd level 1, and below ZSTD3_LINK zstd level 3 squeezes a little more;
+- lz4 when the source or pg_basebackup lacks zstd.
 
 The link speed is measured before the copy and capped by the budgets that apply to it. How well the
 data compresses is measured on the copy itself: when its first seconds show that the compressed copy
@@ -25,7 +27,6 @@ from cloudmig.pg.compression import ServerSupport
 
 MB = 1_000_000
 FAST_LINK = 150 * MB
-ZSTD_LINK = 40 * MB
 ZSTD3_LINK = 6 * MB
 
 # The first window of a compressed copy: long enough for several progress reports.
@@ -89,15 +90,16 @@ def unsupported(requested: CompressionMode, server: ServerSupport, client: froze
 def _auto_mode(rate: float, server: ServerSupport, client: frozenset[str]) -> tuple[CompressionMode, str]:
     if rate >= FAST_LINK:
         return NONE, "faster than one server compressor thread; compression would slow the copy"
-    if rate < ZSTD_LINK:
-        wanted = CompressionMode("zstd", 3 if rate < ZSTD3_LINK else 1)
-        why = "slow enough for zstd's higher ratio"
+    if rate < ZSTD3_LINK:
+        wanted, why = CompressionMode("zstd", 3), "slow enough for zstd level 3's higher ratio"
     else:
-        wanted = CompressionMode("lz4")
-        why = "too fast for zstd to keep up, slow enough for lz4 to pay off"
+        wanted, why = (
+            CompressionMode("zstd", 1),
+            "slower than the compressed copy; zstd level 1 moves the most data",
+        )
     if not unsupported(wanted, server, client):
         return wanted, why
-    other = CompressionMode("lz4") if wanted.algorithm == "zstd" else CompressionMode("zstd", 1)
+    other = CompressionMode("lz4")
     if not unsupported(other, server, client):
         return other, f"{why}, but {unsupported(wanted, server, client)}"
     return NONE, unsupported(wanted, server, client)

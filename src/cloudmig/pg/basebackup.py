@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import re
 import select
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -25,6 +27,7 @@ _SPLIT_RE = re.compile(r"[\r\n]")
 _POLL_SECONDS = 0.2
 _TAIL_LINES = 40
 APPLICATION_NAME = "cloudmig_basebackup"
+log = logging.getLogger("cloudmig.pg")
 
 
 class BasebackupStopped(PgCommandError):
@@ -142,6 +145,7 @@ def run_basebackup(
         "PGCONNECT_TIMEOUT": "10",
         **(libpq_env or {}),  # e.g. PGSSLMODE, PGSSLROOTCERT
     }
+    began = time.monotonic()
     proc = runner.spawn(argv, user=user, env=env)
     assert proc.stderr is not None
     fd = proc.stderr.fileno()
@@ -165,6 +169,7 @@ def run_basebackup(
         if pending:
             _handle_line(pending, lines, on_progress)
         returncode = proc.wait()
+        log.debug("pg_basebackup exited with %d after %.3f s", returncode, time.monotonic() - began)
     except BaseException:
         _kill(proc)
         raise
