@@ -114,8 +114,8 @@ def _inputs(
 
 
 def start_measuring(tc: TaskContext) -> None:
-    """Measure the source in the background while the assessment runs: the link probe takes 0.1-0.2
-    s that the copy would otherwise wait for. Only read from the source (at most 16 MB); its result
+    """Measure the source in the background while the assessment runs: the link probe takes about 0.1 s
+    that the copy would otherwise wait for. Only read from the source (at most 8.5 MB); its result
     is used by plan_copy, or dropped when the assessment fails."""
     if tc.source_measurement is not None:
         return

@@ -19,11 +19,12 @@ import psycopg
 
 _ROW_BYTES = 64 * 1024  # one COPY message per row: the resolution of the timing
 _WARMUP_BYTES = 512 * 1024
-# The decision only tells apart rates a factor of 3-4 from each other (copy_plan.py), so a tenth of
-# a second is plenty; every byte of the probe delays the copy on the same link (a 0.25 s target
-# sized from an optimistic warm-up sent 54 MB, 0.45 s, over 1 Gbit/s).
-_TARGET_SECONDS = 0.1
-_MIN_BYTES, _MAX_BYTES = 1024 * 1024, 16 * 1024 * 1024
+# The decision only tells links below 6 MB/s and above 150 MB/s from the rest (copy_plan.py), so a
+# twentieth of a second is plenty; every byte of the probe delays the copy on the same link (a 0.25 s
+# target sized from an optimistic warm-up sent 54 MB, 0.45 s, over 1 Gbit/s; 0.1 s sent 16 MB in
+# 0.14 s, longer than the assessment it runs beside).
+_TARGET_SECONDS = 0.05
+_MIN_BYTES, _MAX_BYTES = 1024 * 1024, 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def _round(conn: psycopg.Connection[Any], nbytes: int) -> tuple[int, float, floa
 
 
 def measure_link(conn: psycopg.Connection[Any]) -> LinkMeasurement:
-    """Throughput source → here, in bytes per second of TCP payload (about 0.15 s on links of
+    """Throughput source → here, in bytes per second of TCP payload (about 0.1 s on links of
     100 Mbit/s and more, 1.3 s at 10 Mbit/s)."""
     # The warm-up round is not a measurement: buffers and a shaper's burst let its first
     # megabyte arrive faster than the link carries a stream.
