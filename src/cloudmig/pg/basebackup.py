@@ -187,3 +187,4 @@ def _handle_line(line: str, lines: collections.deque[str], on_progress: Callable
         on_progress(*progress)
     else:
         lines.append(line.rstrip())
+        log.debug("%s", line.rstrip())
