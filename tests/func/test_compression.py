@@ -187,19 +187,13 @@ def test_auto_restarts_uncompressed_when_the_compressed_copy_falls_behind_the_li
     try:
         _fill(src, rows=150_000)
         iid, task_id, attr = start_migration(service, link.ns_addr, src.port)
-        wait_for(
-            lambda: "Copy with server-side" in item(service, iid, task_id)["Detail"],
-            120,
-            interval=0.05,
-            what="the copy's plan",
-        )
+
+        def wait_detail(text: str, interval: float) -> None:
+            wait_for(lambda: text in item(service, iid, task_id)["Detail"], 120, interval=interval, what=text)
+
+        wait_detail("Copy with server-side", 0.05)  # the plan is made: the link was measured
         link.set_rate(8)
-        wait_for(
-            lambda: "restarting uncompressed" in item(service, iid, task_id)["Detail"],
-            60,
-            interval=0.2,
-            what="the compressed copy to be revised",
-        )
+        wait_detail("restarting uncompressed", 0.2)
         link.set_rate(100)
         it = wait_streaming(service, iid, task_id)
         bb = copy_progress(it)
