@@ -328,7 +328,9 @@ READ_SQL = (
 
 
 class _Sample:
-    def __init__(self, svc: Service, tasks: list[tuple[str, int]], link: Any, sources: list[SourceCluster]):
+    def __init__(
+        self, svc: Service, tasks: list[tuple[str, int]], link: RateLimitedLink, sources: list[SourceCluster]
+    ) -> None:
         self.at = time.monotonic()
         self.stages = tuple(item(svc, iid, t)["MigrateStage"] for iid, t in tasks)
         self.wire = link.host_rx_bytes()  # bytes received over the link

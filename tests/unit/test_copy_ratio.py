@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloudmig.engine.copy_ratio import MIN_WIRE_BYTES, RatioWatch, written_bytes
+from cloudmig.engine.copy_ratio import MIN_WIRE_BYTES, RatioWatch
+from cloudmig.pg.files import tree_bytes
 
 
 def _write(path: Path, size: int) -> None:
@@ -14,20 +15,26 @@ def _write(path: Path, size: int) -> None:
         f.write(b"\0" * size)
 
 
-def test_written_bytes_leave_the_wal_stream_out(tmp_path: Path) -> None:
+def _copied(directory: Path) -> int:
+    # What ManagedInstance.copied_data_bytes counts in the instance's copy directory.
+    return tree_bytes(directory, lengths=True, leave_out="pg_wal")
+
+
+def test_copied_data_bytes_leave_the_wal_stream_out(tmp_path: Path) -> None:
     _write(tmp_path / "base" / "1" / "1259", 8192)
     _write(tmp_path / "global" / "pg_control", 100)
     _write(tmp_path / "pg_wal" / "000000010000000000000001", 16 * 1024 * 1024)
     _write(tmp_path / "base" / "1" / "pg_wal", 10)  # only the top-level pg_wal is the stream's
-    assert written_bytes(tmp_path) == 8192 + 100 + 10
-    assert written_bytes(tmp_path / "missing") == 0
+    assert _copied(tmp_path) == 8192 + 100 + 10
+    assert _copied(tmp_path / "missing") == 0
+    assert tree_bytes(tmp_path) >= 16 * 1024 * 1024 + 8192  # blocks, everything counted
 
 
 def test_the_pacer_gets_the_last_seconds_ratio_and_progress_the_whole_copys(tmp_path: Path) -> None:
     now = [0.0]
     wire = [0]
     handed: list[float] = []
-    watch = RatioWatch(tmp_path, lambda: wire[0], handed.append, clock=lambda: now[0])
+    watch = RatioWatch(lambda: _copied(tmp_path), lambda: wire[0], handed.append, clock=lambda: now[0])
     data = tmp_path / "base" / "5" / "16384"
 
     _write(data, 1_000_000)
@@ -57,14 +64,14 @@ def test_the_pacer_gets_the_last_seconds_ratio_and_progress_the_whole_copys(tmp_
 def test_incompressible_data_is_charged_at_least_its_wire_bytes(tmp_path: Path) -> None:
     handed: list[float] = []
     _write(tmp_path / "base" / "1" / "2", 900_000)
-    watch = RatioWatch(tmp_path, lambda: 1_000_000, handed.append, clock=lambda: 0.0)
+    watch = RatioWatch(lambda: _copied(tmp_path), lambda: 1_000_000, handed.append, clock=lambda: 0.0)
     assert watch.sample() == 1.0 and watch.ratio == 1.0
 
 
 def test_a_watch_stops_whether_or_not_it_started(tmp_path: Path) -> None:
-    watch = RatioWatch(tmp_path, lambda: 0, lambda _: None)
+    watch = RatioWatch(lambda: 0, lambda: 0, lambda _: None)
     watch.stop()
-    started = RatioWatch(tmp_path, lambda: 0, lambda _: None)
+    started = RatioWatch(lambda: 0, lambda: 0, lambda _: None)
     started.start()
     assert started.sampling
     started.stop()

@@ -225,7 +225,7 @@ def _run_once(
         if meter.first_report is None:
             meter.first_report = time.monotonic()
 
-    watch = RatioWatch(target, meter.data_wire, on_ratio)
+    watch = RatioWatch(tc.instance().copied_data_bytes, meter.data_wire, on_ratio)
     try:
         if relay is not None and plan.mode.compressed:
             meter.watch = watch

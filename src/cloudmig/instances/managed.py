@@ -4,7 +4,6 @@ assembling bin dirs, OS users and socket paths itself."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.provider import LocalInstanceProvider
 from cloudmig.pg import compat, ctl
 from cloudmig.pg.conf import StandbyConf
+from cloudmig.pg.files import tree_bytes
 from cloudmig.pg.runner import PgCommandError
 from cloudmig.pg.source import SourceEndpoint
 from cloudmig.pg.sql import connect_socket
@@ -161,19 +161,13 @@ class ManagedInstance:
     def size_bytes(self) -> int:
         """Bytes the instance's data directory and a copy in progress occupy (what counts against
         DBInstanceStorage)."""
-        return _tree_bytes(self.pgdata) + self.copy_bytes()
+        return tree_bytes(self.pgdata) + self.copy_bytes()
 
     def copy_bytes(self) -> int:
         """Bytes a copy in progress has written so far."""
-        return _tree_bytes(self.provider.incoming(self.id))
+        return tree_bytes(self.provider.incoming(self.id))
 
-
-def _tree_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except FileNotFoundError:  # a WAL segment recycled while walking
-                continue
-    return total
+    def copied_data_bytes(self) -> int:
+        """The lengths of the files a copy in progress has received over its base backup connection
+        (uncompressed; the WAL stream, written under pg_wal by another connection, left out)."""
+        return tree_bytes(self.provider.incoming(self.id), lengths=True, leave_out="pg_wal")

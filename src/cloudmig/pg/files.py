@@ -64,3 +64,20 @@ def write_if_changed(path: Path, text: str, *, user: OsUser | None) -> None:
     except FileNotFoundError:
         mode = 0o600
     atomic_write(path, text, user=user, mode=mode)
+
+
+def tree_bytes(path: Path, *, lengths: bool = False, leave_out: str | None = None) -> int:
+    """Bytes the files under `path` occupy on disk (their blocks), or their `lengths`; `leave_out`:
+    a directory directly under `path` not counted. A file removed while walking (a WAL segment
+    recycled) is skipped; a missing `path` counts 0."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        if leave_out is not None and root == os.fspath(path) and leave_out in dirs:
+            dirs.remove(leave_out)
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue
+            total += st.st_size if lengths else st.st_blocks * 512
+    return total
