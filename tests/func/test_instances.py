@@ -28,7 +28,7 @@ from cloudmig.errors import QuotaExceeded
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.ports import allocate_port, port_is_free
 from cloudmig.instances.provider import COPY_MARKER, LocalInstanceProvider
-from cloudmig.pg import probes
+from cloudmig.pg import fssync, probes
 from cloudmig.pg.basebackup import BasebackupStopped, run_basebackup
 from cloudmig.pg.conf import MANAGED_CONF, StandbyConf, primary_conninfo
 from cloudmig.pg.passfile import escape_field
@@ -292,6 +292,10 @@ def test_basebackup_then_stream_as_standby(
         assert probes.is_in_recovery(conn)
         assert conn.execute("SHOW port").fetchone() == (str(port),)
         assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)  # the source's tuning survives
+        # The copy was synced by one syncfs (pg/fssync.py); its start syncs the same way, not per file.
+        if DEFAULT_MAJOR >= 14:
+            method = "syncfs" if fssync.syncfs_usable() else "fsync"
+            assert conn.execute("SHOW recovery_init_sync_method").fetchone() == (method,)
         receiver = wait_for(
             lambda: (r := probes.wal_receiver(conn)) and r["status"] == "streaming" and r,
             what="the WAL receiver to stream",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -80,6 +81,17 @@ def test_render_managed_conf(tmp_path: Path) -> None:
 
     primary = _settings(render_managed_conf(_conf(tmp_path), 15))
     assert primary["primary_conninfo"] == "''" and primary["primary_slot_name"] == "''"
+
+
+@pytest.mark.parametrize(("major", "written"), [(13, False), (14, True), (18, True)])
+def test_render_managed_conf_recovery_sync_method_from_14(tmp_path: Path, major: int, written: bool) -> None:
+    # A server before 14 refuses to start on the unknown setting.
+    conf = dataclasses.replace(_conf(tmp_path), recovery_sync_method="syncfs")
+    values = _settings(render_managed_conf(conf, major))
+    assert values.get("recovery_init_sync_method") == ("'syncfs'" if written else None)
+    assert _settings(render_managed_conf(_conf(tmp_path), major)).get("recovery_init_sync_method") == (
+        "'fsync'" if written else None
+    )
 
 
 @pytest.mark.parametrize("major", [10, 11])

@@ -1,14 +1,17 @@
-"""pg/ctl.accepts_connections: when start() may return before pg_ctl's own 100 ms look."""
+"""pg/ctl.accepts_connections: when start() may return before pg_ctl's own 100 ms look; and when
+start() asks pg_ctl status first."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from cloudmig.pg.ctl import accepts_connections
+from cloudmig.pg.ctl import accepts_connections, start
 
 
 def _pidfile(pgdata: Path, *, pid: int, started: int, status: str | None) -> None:
@@ -41,3 +44,29 @@ def test_not_yet_or_not_this_server(tmp_path: Path) -> None:
     assert not accepts_connections(tmp_path, since=now)
     (tmp_path / "postmaster.pid").write_text("garbage\n")
     assert not accepts_connections(tmp_path, since=now)
+
+
+class _Runner:
+    """pg_ctl as a recorder: status says a server runs, start succeeds."""
+
+    def __init__(self) -> None:
+        self.verbs: list[str] = []
+
+    def run(self, argv: Sequence[str | Path], **kw: object) -> subprocess.CompletedProcess[str]:
+        self.verbs.append(str(argv[1]))
+        return subprocess.CompletedProcess([str(a) for a in argv], 0, "", "")
+
+    def spawn(self, *args: object, **kw: object) -> subprocess.Popen[bytes]:
+        raise AssertionError("not used")
+
+
+def test_start_asks_pg_ctl_status_only_when_a_postmaster_pid_exists(tmp_path: Path) -> None:
+    runner = _Runner()
+    # A fresh copy has no postmaster.pid: nothing can run, so straight to pg_ctl start.
+    start(tmp_path / "bin", tmp_path, user=None, runner=runner, logfile=tmp_path / "log", timeout=5)
+    assert runner.verbs == ["start"]
+    # With one (here: of a live process), pg_ctl status decides; it says a server runs.
+    _pidfile(tmp_path, pid=os.getpid(), started=int(time.time()), status="ready   ")
+    runner.verbs.clear()
+    start(tmp_path / "bin", tmp_path, user=None, runner=runner, logfile=tmp_path / "log", timeout=5)
+    assert runner.verbs == ["status"]

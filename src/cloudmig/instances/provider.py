@@ -31,7 +31,7 @@ import psycopg
 from cloudmig.domain.classes import InstanceClass
 from cloudmig.domain.reserved import ADMIN_ROLE
 from cloudmig.instances.osuser import chown_to, ensure_reachable, pg_os_user
-from cloudmig.pg import ctl
+from cloudmig.pg import ctl, fssync
 from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_dir
 from cloudmig.pg.conf import ManagedConf, StandbyConf, apply_managed_conf
 from cloudmig.pg.files import atomic_write, make_dir
@@ -169,6 +169,9 @@ class LocalInstanceProvider:
             shared_buffers=self.settings.instance_shared_buffers,
             standby=standby,
             cluster_name=instance_id,
+            # A copy was synced just before its first start (pg/fssync.py): one syncfs, not a
+            # second fsync of every file.
+            recovery_sync_method="syncfs" if fssync.syncfs_usable() else "fsync",
         )
 
     def apply_conf(

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg.conninfo
 
 from cloudmig.domain.compression import CompressionMode
+from cloudmig.pg import fssync
 from cloudmig.pg.compression import pg_basebackup_arg
 from cloudmig.pg.runner import SUBPROCESS, CommandRunner, OsUser, PgCommandError
 from cloudmig.pg.source import SourceEndpoint
@@ -44,11 +45,13 @@ def basebackup_argv(
     max_rate_kb: int = 0,
     compression: CompressionMode | None = None,
     relay_host: str | None = None,
+    sync: bool = True,
 ) -> list[str]:
     """Plain-format copy into `target` with WAL streamed through the existing physical `slot`.
     No -R (cloudmig writes the standby settings itself), no -C (the engine creates the slot).
     `compression`: server-side compression (PostgreSQL 15+ on both ends); `relay_host`: connect to
-    this address (pg/relay.py) instead, keeping the source's name for the passfile and TLS."""
+    this address (pg/relay.py) instead, keeping the source's name for the passfile and TLS;
+    `sync=False`: the caller makes the copy durable itself (pg/fssync.py)."""
     if relay_host:
         host = ["-d", psycopg.conninfo.make_conninfo(host=src.host, hostaddr=relay_host)]
     else:
@@ -72,6 +75,8 @@ def basebackup_argv(
         "-v",
         "-w",
     ]
+    if not sync:
+        argv.append("--no-sync")
     if max_rate_kb > 0:
         # pg_basebackup's own throttle (kB/s; it accepts 32 kB/s to 1 GB/s). The server applies it
         # after compression: it limits the bytes sent (the wire), and the source reads ratio x that.
@@ -128,17 +133,50 @@ def run_basebackup(
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
     Raises PgCommandError (stderr tail included) on failure, BasebackupStopped when should_stop()
-    turned true (the child is killed), and kills the child if on_progress raises."""
-    argv = basebackup_argv(
-        bin_dir,
-        target,
-        src,
-        slot,
-        tablespace_mapping=tablespace_mapping,
-        max_rate_kb=max_rate_kb,
-        compression=compression,
-        relay_host=relay_host,
-    )
+    turned true (the child is killed), and kills the child if on_progress raises. When it returns,
+    the copy is on disk: synced by pg_basebackup, or by one syncfs per file system where that
+    reports errors (pg/fssync.py)."""
+    own_sync = fssync.syncfs_usable()
+    written = [target, *(tablespace_mapping or {}).values()]
+    with fssync.FileSystemSync(written if own_sync else ()) as durable:
+        _run(
+            basebackup_argv(
+                bin_dir,
+                target,
+                src,
+                slot,
+                tablespace_mapping=tablespace_mapping,
+                max_rate_kb=max_rate_kb,
+                compression=compression,
+                relay_host=relay_host,
+                sync=not own_sync,
+            ),
+            passfile=passfile,
+            user=user,
+            runner=runner,
+            on_progress=on_progress,
+            should_stop=should_stop,
+            libpq_env=libpq_env,
+        )
+        began = time.monotonic()
+        try:
+            durable.sync()
+        except OSError as exc:
+            raise PgCommandError("pg_basebackup", -1, f"the copy could not be synced to disk: {exc}") from exc
+        if own_sync:
+            log.debug("copy synced to disk (syncfs) in %.3f s", time.monotonic() - began)
+
+
+def _run(
+    argv: list[str],
+    *,
+    passfile: Path,
+    user: OsUser | None,
+    runner: CommandRunner,
+    on_progress: Callable[[int, int], None],
+    should_stop: Callable[[], bool],
+    libpq_env: Mapping[str, str] | None,
+) -> None:
     env = {
         "PGPASSFILE": os.fspath(passfile),
         "PGAPPNAME": APPLICATION_NAME,

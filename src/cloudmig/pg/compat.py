@@ -56,7 +56,8 @@ RECOVERY_GUCS: frozenset[str] = frozenset(
 
 def settings_unknown_to(major: int) -> frozenset[str]:
     """Setting names cloudmig would write that the server of `major` does not know."""
-    return RECOVERY_GUCS if uses_recovery_conf(major) else frozenset()
+    unknown = RECOVERY_GUCS if uses_recovery_conf(major) else frozenset()
+    return unknown | {"recovery_init_sync_method"} if major < 14 else unknown
 
 
 # ---- WAL retention -------------------------------------------------------------------------------------

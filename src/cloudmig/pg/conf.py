@@ -52,6 +52,7 @@ MANAGED_SETTINGS: frozenset[str] = frozenset(
         "password_encryption",
         "primary_conninfo",
         "primary_slot_name",
+        "recovery_init_sync_method",
     }
 )
 # Spec parameters of the class catalogue (always managed, whatever a class sets).
@@ -107,6 +108,8 @@ class ManagedConf:
     shared_buffers: str
     standby: StandbyConf | None = None
     cluster_name: str = field(default="")
+    # How a start after a crash or on a fresh copy makes the data directory durable (14+).
+    recovery_sync_method: str = "fsync"
 
 
 # ---- quoting ---------------------------------------------------------------------------------------
@@ -218,6 +221,7 @@ def render_managed_conf(conf: ManagedConf, major: int) -> str:
         "log_destination = 'stderr'",
         f"primary_conninfo = {conf_quote(standby.primary_conninfo if standby else '')}",
         f"primary_slot_name = {conf_quote(standby.primary_slot_name if standby else '')}",
+        f"recovery_init_sync_method = {conf_quote(conf.recovery_sync_method)}",
     ]
     unknown = compat.settings_unknown_to(major)
     lines = [line for line in lines if setting_name(line) not in unknown]

@@ -84,7 +84,9 @@ def start(
     (its directory must be writable by `user`); on failure its tail is part of the error. Returns
     as soon as postmaster.pid says the new server accepts connections (pg_ctl itself looks only
     every 100 ms and then ends on its own)."""
-    if is_running(bin_dir, pgdata, user=user, runner=runner):
+    # Without postmaster.pid nothing runs (pg_ctl status reads the same file): a fresh copy has
+    # none, and its start does not wait for one more pg_ctl.
+    if (pgdata / "postmaster.pid").exists() and is_running(bin_dir, pgdata, user=user, runner=runner):
         return
     argv: list[str | Path] = [
         bin_dir / "pg_ctl",
