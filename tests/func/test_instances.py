@@ -8,10 +8,12 @@ import socket
 import stat
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from tests.support.faults import postmaster_pid, stopped
 from tests.support.pgcluster import (
     DEFAULT_MAJOR,
     TRICKY_PASSWORD,
@@ -22,8 +24,10 @@ from tests.support.pgcluster import (
 )
 
 from cloudmig.domain.classes import CATALOGUE
+from cloudmig.domain.enums import ReplicationState
 from cloudmig.domain.ids import new_instance_id
 from cloudmig.domain.reserved import ADMIN_ROLE, RESERVED_ROLES
+from cloudmig.engine.observe import next_state, observe, receiver_connecting
 from cloudmig.errors import QuotaExceeded
 from cloudmig.instances.osuser import ensure_reachable, pg_os_user
 from cloudmig.instances.ports import allocate_port, port_is_free
@@ -329,6 +333,26 @@ def test_basebackup_then_stream_as_standby(
     assert escaped in passfile.read_bytes()
     assert _files_containing(provider.instance_dir(iid), password.encode()) == []
     assert _files_containing(provider.instance_dir(iid), escaped) == []
+
+    # The standby starts again while its source takes no new connection: until the WAL receiver has
+    # connected, pg_stat_wal_receiver shows nothing. That is a receiver connecting, not a link down
+    # (engine/increment.py looks again in 0.05 s instead of saying `disconnect` for 2 s).
+    provider.stop(iid, DEFAULT_MAJOR)
+    with stopped(postmaster_pid(src.pgdata)):
+        provider.start(iid, DEFAULT_MAJOR)
+        with provider.connect_admin(iid, port, user=src.superuser) as conn:
+            obs = observe(conn, None)
+        now = time.time()
+        assert obs.receiver is None and obs.started_at is not None and obs.started_at <= now
+        assert next_state(ReplicationState.CATCHUP, obs, 0) is ReplicationState.DISCONNECT
+        assert receiver_connecting(ReplicationState.CATCHUP, obs, now, grace=30)
+        assert not receiver_connecting(ReplicationState.CATCHUP, obs, obs.started_at + 31, grace=30)
+        assert not receiver_connecting(ReplicationState.STREAMING, obs, now, grace=30)
+    with provider.connect_admin(iid, port, user=src.superuser) as conn:
+        wait_for(
+            lambda: (r := probes.wal_receiver(conn)) and r["status"] == "streaming",
+            what="the WAL receiver to connect once the source answers",
+        )
 
     # Promotion moves the timeline, and timeline_id() sees it right away.
     with provider.connect_admin(iid, port, user=src.superuser) as conn:

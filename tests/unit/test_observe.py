@@ -7,7 +7,13 @@ import json
 from tests.support.spec import REPLICATION_INFO_KEYS
 
 from cloudmig.domain.enums import ReplicationState
-from cloudmig.engine.observe import Observation, mask_conninfo, next_state, progress_fields
+from cloudmig.engine.observe import (
+    Observation,
+    mask_conninfo,
+    next_state,
+    progress_fields,
+    receiver_connecting,
+)
 
 RECEIVER = {
     "status": "streaming",
@@ -36,6 +42,22 @@ def test_states() -> None:
     # Once caught up, write bursts do not flip the state back while the link is up.
     assert next_state(s.STREAMING, obs(RECEIVER, 10, 10_000), 5) is s.STREAMING
     assert next_state(s.DISCONNECT, obs(RECEIVER, 10, 10_000), 5) is s.CATCHUP
+
+
+def test_a_receiver_connecting_right_after_the_start_is_not_down() -> None:
+    s = ReplicationState
+    started = 1000.0
+    connecting = Observation(True, None, 10, None, 20, started_at=started)
+    launched = Observation(True, {**RECEIVER, "status": "starting"}, 10, None, 20, started_at=started)
+    for o in (connecting, launched):
+        assert receiver_connecting(s.CATCHUP, o, started + 0.1, grace=2.0)
+        assert not receiver_connecting(s.CATCHUP, o, started + 2.0, grace=2.0)  # then it is down
+    # Only for a standby still catching up since its start: a link lost later is down at once.
+    assert not receiver_connecting(s.STREAMING, connecting, started + 0.1, grace=2.0)
+    assert not receiver_connecting(s.DISCONNECT, connecting, started + 0.1, grace=2.0)
+    assert not receiver_connecting(s.CATCHUP, obs(None, 10, 20), started + 0.1, grace=2.0)  # start unknown
+    streaming = Observation(True, RECEIVER, 10, None, 20, started_at=started)
+    assert not receiver_connecting(s.CATCHUP, streaming, started + 0.1, grace=2.0)
 
 
 def test_replication_info_has_every_key_as_strings() -> None:

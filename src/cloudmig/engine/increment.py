@@ -25,7 +25,7 @@ from cloudmig.domain.switchover import FenceState
 from cloudmig.domain.transitions import Transition
 from cloudmig.engine import fence, slots
 from cloudmig.engine.health import read_storage, read_wal
-from cloudmig.engine.observe import Observation, next_state, observe, progress_fields
+from cloudmig.engine.observe import Observation, next_state, observe, progress_fields, receiver_connecting
 from cloudmig.engine.outcome import Fail, Next, Outcome, Retry, Wait
 from cloudmig.engine.revert import undo_copy
 from cloudmig.engine.taskctx import TaskContext
@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 # The queries of one observation (a few small ones on each side) may take this long.
 OBSERVATION_SECONDS = 10.0
-# How often a standby that is catching up is observed.
+# How often a standby that is catching up is observed; and one whose WAL receiver is connecting.
 CATCHUP_OBSERVE_SECONDS = 0.25
+RECEIVER_CONNECT_OBSERVE_SECONDS = 0.05
 # Received WAL that stands still this many observations while the source is ahead: not receiving.
 STALLED_OBSERVATIONS = 2
 
@@ -185,6 +186,11 @@ class IncrementStage:
             return failure
 
         state = next_state(tc.task.replication_state, obs, tc.ctx.settings.streaming_lag_bytes)
+        connecting = state is ReplicationState.DISCONNECT and receiver_connecting(
+            tc.task.replication_state, obs, tc.ctx.now().timestamp(), tc.ctx.settings.observe_seconds
+        )
+        if connecting:
+            state = ReplicationState.CATCHUP  # looked again soon, below
         why = ""
         if state is not ReplicationState.DISCONNECT and not _receiving(tc, obs, health):
             state, why = ReplicationState.DISCONNECT, "the standby stopped receiving while the source writes"
@@ -200,7 +206,7 @@ class IncrementStage:
         # standby catches up they are closer, so that streaming is seen (and shown) when it starts.
         pace = tc.ctx.settings.observe_seconds
         if state is ReplicationState.CATCHUP:
-            pace = min(pace, CATCHUP_OBSERVE_SECONDS)
+            pace = min(pace, RECEIVER_CONNECT_OBSERVE_SECONDS if connecting else CATCHUP_OBSERVE_SECONDS)
         return Wait(max(pace - (time.monotonic() - started), 0.05))
 
     def _lost_slot(self, tc: TaskContext, slot: SlotHealth | None, *, source_read: bool) -> Outcome | None:

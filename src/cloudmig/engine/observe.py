@@ -33,6 +33,7 @@ class Observation:
     replay_lsn: int | None
     replay_timestamp: str | None
     source_lsn: int | None
+    started_at: float | None = None  # the target's postmaster start (epoch seconds)
 
     @property
     def received_lsn(self) -> int | None:
@@ -82,6 +83,7 @@ def observe(target: psycopg.Connection, source: psycopg.Connection | None) -> Ob
         replay_lsn=probes.replay_lsn(target),
         replay_timestamp=probes.replay_timestamp(target),
         source_lsn=source_lsn,
+        started_at=probes.postmaster_start_time(target),
     )
 
 
@@ -96,6 +98,16 @@ def next_state(current: ReplicationState, obs: Observation, streaming_lag_bytes:
     if lag is not None and lag <= streaming_lag_bytes:
         return ReplicationState.STREAMING
     return ReplicationState.CATCHUP
+
+
+def receiver_connecting(current: ReplicationState, obs: Observation, now: float, grace: float) -> bool:
+    """A standby started less than `grace` seconds ago, still catching up, whose WAL receiver has not
+    connected yet: pg_stat_wal_receiver shows nothing until it has (and "starting" while it is
+    launched). Not down yet; `disconnect` once the grace has passed."""
+    if current is not ReplicationState.CATCHUP or obs.started_at is None:
+        return False
+    status = obs.receiver.get("status") if obs.receiver is not None else None
+    return status in (None, "starting", "connecting") and 0 <= now - obs.started_at < grace
 
 
 def progress_fields(obs: Observation, previous: dict[str, Any], now: float) -> dict[str, Any]:

@@ -44,6 +44,11 @@ def is_in_recovery(conn: Conn) -> bool:
     return bool(_one(conn, "SELECT pg_is_in_recovery()"))
 
 
+def postmaster_start_time(conn: Conn) -> float:
+    """When the server started, in seconds since the epoch."""
+    return float(_one(conn, "SELECT extract(epoch FROM pg_postmaster_start_time())"))
+
+
 def replay_lsn(conn: Conn) -> int | None:
     """Last WAL position replayed by a standby (None on a server that never was one)."""
     value = _one(conn, "SELECT pg_last_wal_replay_lsn()::text")
