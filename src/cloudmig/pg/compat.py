@@ -57,7 +57,9 @@ RECOVERY_GUCS: frozenset[str] = frozenset(
 def settings_unknown_to(major: int) -> frozenset[str]:
     """Setting names cloudmig would write that the server of `major` does not know."""
     unknown = RECOVERY_GUCS if uses_recovery_conf(major) else frozenset()
-    return unknown | {"recovery_init_sync_method"} if major < 14 else unknown
+    if major < 14:
+        unknown = unknown | {"recovery_init_sync_method"}
+    return unknown
 
 
 # ---- WAL retention -------------------------------------------------------------------------------------
