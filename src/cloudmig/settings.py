@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     extension_allow_list: list[str] | None = None
     # Throttle for pg_basebackup in kB/s (0 = unthrottled), to spare a busy source's disks.
     basebackup_max_rate_kb: int = Field(default=0, ge=0)
+    # While a copy runs, the file systems it writes to are synced this often (write-behind, Linux
+    # 5.8+), so that little is left to sync when it ends; 0 = synced once, at the end.
+    copy_write_behind_seconds: float = Field(default=0.1, ge=0)
     # Replay lag (bytes) under which a connected standby counts as caught up.
     streaming_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     # A stage that keeps failing (the source down, a copy broken off) is retried this long before

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class _ScriptRunner:
         return subprocess.Popen(["sh", "-c", self.script], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
 
-def _copy(tmp_path: Path, runner: _ScriptRunner) -> None:
+def _copy(tmp_path: Path, runner: _ScriptRunner, *, write_behind: float = 0.0) -> None:
     basebackup.run_basebackup(
         tmp_path / "bin",
         tmp_path / "pgdata.incoming",
@@ -71,6 +72,7 @@ def _copy(tmp_path: Path, runner: _ScriptRunner) -> None:
         user=None,
         on_progress=lambda done, total: None,
         runner=runner,
+        write_behind=write_behind,
     )
 
 
@@ -110,3 +112,43 @@ def test_a_failed_copy_is_not_synced(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(fssync, "_syncfs", lambda fd: pytest.fail("syncfs called"))
     with pytest.raises(PgCommandError):
         _copy(tmp_path, _ScriptRunner("echo 'pg_basebackup: error: connection refused' >&2; exit 1"))
+
+
+@needs_syncfs
+def test_write_behind_syncs_while_the_copy_runs_and_once_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "exited"
+    runner = _ScriptRunner(f"sleep 0.6; touch {marker}")
+    synced: list[bool] = []
+    real = fssync._syncfs
+    monkeypatch.setattr(fssync, "_syncfs", lambda fd: (synced.append(marker.exists()), real(fd)))
+    _copy(tmp_path, runner, write_behind=0.05)
+    assert synced[-1] is True and synced.count(True) == 1  # the last, and only it, after the exit
+    assert synced.count(False) >= 3  # during the 0.6 s: every 0.05 s plus as long as a sync took
+    assert not [t for t in threading.enumerate() if t.name == "copy-write-behind"]
+
+
+@needs_syncfs
+def test_a_write_back_error_seen_by_write_behind_fails_the_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # syncfs reports an error once per descriptor: the sync at the end would succeed.
+    calls: list[int] = []
+
+    def first_fails(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(5, "syncfs: Input/output error")
+
+    monkeypatch.setattr(fssync, "_syncfs", first_fails)
+    with pytest.raises(PgCommandError, match=r"could not be synced to disk: .*Input/output error"):
+        _copy(tmp_path, _ScriptRunner("sleep 0.3"), write_behind=0.05)
+    assert len(calls) == 1  # the background stopped at the error and the end did not hide it
+
+
+@needs_syncfs
+def test_write_behind_stops_when_the_copy_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(PgCommandError):
+        _copy(tmp_path, _ScriptRunner("sleep 0.2; exit 1"), write_behind=0.05)
+    assert not [t for t in threading.enumerate() if t.name == "copy-write-behind"]

@@ -244,6 +244,7 @@ def _run_once(
             compression=plan.mode,
             relay_host=relay.listen_host if relay is not None else None,
             libpq_env=tc.source().tls.libpq_env(),
+            write_behind=settings.copy_write_behind_seconds,
         )
     finally:
         watch.stop()

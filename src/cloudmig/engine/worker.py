@@ -64,7 +64,15 @@ def run_task(
         stage = stages.get(task.stage)
         if stage is None:
             return
+        started = clock.monotonic()
         outcome = _run_stage(tc, stage)
+        log.debug(
+            "task %s stage %s: %s after %.3f s",
+            task.id,
+            task.stage.value,
+            type(outcome).__name__,
+            clock.monotonic() - started,
+        )
         if tc.stop.is_set() or stopping.is_set():
             return  # told to stop (lease lost, task cancelled): not a failure of the step
         delay = 0.0

@@ -129,16 +129,17 @@ def run_basebackup(
     compression: CompressionMode | None = None,
     relay_host: str | None = None,
     runner: CommandRunner = SUBPROCESS,
+    write_behind: float = 0.0,
 ) -> None:
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
     Raises PgCommandError (stderr tail included) on failure, BasebackupStopped when should_stop()
     turned true (the child is killed), and kills the child if on_progress raises. When it returns,
     the copy is on disk: synced by pg_basebackup, or by one syncfs per file system where that
-    reports errors (pg/fssync.py)."""
+    reports errors (pg/fssync.py), then also every `write_behind` seconds while it runs."""
     own_sync = fssync.syncfs_usable()
     written = [target, *(tablespace_mapping or {}).values()]
-    with fssync.FileSystemSync(written if own_sync else ()) as durable:
+    with fssync.FileSystemSync(written if own_sync else (), write_behind=write_behind) as durable:
         _run(
             basebackup_argv(
                 bin_dir,
