@@ -78,12 +78,15 @@ class Plan:
     datasets: tuple[tuple[str, int], ...]  # ("pgbench", scale) or ("mixed", rows)
     methods: tuple[str, ...]
     repeats: int
-    # Loopback copies take about a second, where the machine's noise (writeback, scheduling) is
-    # tenths of one: more repetitions there, at little cost.
-    loopback_repeats: int = 0
+    # Copies over loopback and 1 Gbit/s take 1-2.5 s, where the machine's noise (the disk's speed
+    # changes from minute to minute, writeback, scheduling) is tenths of one: more repetitions
+    # there, at little cost.
+    short_copy_repeats: int = 0
+    short_copy_from_mbit: float = 1000.0
 
     def repeats_for(self, rate: float | None) -> int:
-        return max(self.repeats, self.loopback_repeats) if rate is None else self.repeats
+        short = rate is None or rate >= self.short_copy_from_mbit
+        return max(self.repeats, self.short_copy_repeats) if short else self.repeats
 
 
 def plan_for(mode: Mode) -> Plan:
@@ -93,11 +96,12 @@ def plan_for(mode: Mode) -> Plan:
         (("100 Mbit/s", 100.0), ("1 Gbit/s", 1000.0), ("loopback", None)),
         (("pgbench", 10), ("mixed", 1_000_000)),
         ("raw", "auto", *FIXED),
-        # Five on the links: with three, a 2 s compressed copy's median moved by 0.3 s between runs.
+        # Five on 100 Mbit/s: with three, a 2 s compressed copy's median moved by 0.3 s between runs.
         5,
         # A loopback copy takes about a second, and a raw one's median moved by 0.1-0.4 s from one
-        # 6-7 run sample to the next on this kind of machine: more runs, each cheap.
-        loopback_repeats=11,
+        # 6-7 run sample to the next on this kind of machine; over 1 Gbit/s, auto and zstd:1 (the
+        # same mode) came out 1.51 s and 1.10 s in five runs each: more runs, each cheap.
+        short_copy_repeats=11,
     )
 
 
@@ -264,7 +268,7 @@ def run(mode: Mode) -> Result:
             "datasets": [f"{k} {v}" for k, v in plan.datasets],
             "methods": list(plan.methods),
             "repeats": plan.repeats,
-            "loopback_repeats": plan.repeats_for(None),
+            "repeats_by_link": {label: plan.repeats_for(rate) for label, rate in plan.links},
             "load_tps": LOAD_TPS,
         },
     )
@@ -418,13 +422,24 @@ def goals(summary: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     return out
 
 
+def _repeats_text(params: dict[str, Any]) -> str:
+    """The repetitions per link, e.g. 5 repetitions on 100 Mbit/s, 11 on 1 Gbit/s and loopback."""
+    by_link: dict[str, int] = params.get("repeats_by_link") or {"all links": params["repeats"]}
+    groups: dict[int, list[str]] = {}
+    for label, n in by_link.items():
+        groups.setdefault(n, []).append(label)
+    parts = [f"{n} on {' and '.join(labels)}" for n, labels in groups.items()]
+    first = next(iter(groups))
+    noun = "repetition" if first == 1 else "repetitions"
+    return ", ".join([parts[0].replace(" on ", f" {noun} on ", 1), *parts[1:]])
+
+
 def render(res: Result) -> str:
     p, d = res.params, res.data
     lines = [
         f"Links: {', '.join(p['links'])} (veth into a network namespace with `tc tbf`; loopback unconstrained). "
         f"Data sets: {', '.join(p['datasets'])} (pgbench scale; mixed: rows of ints, timestamps, numerics, "
-        f"codes and md5 text, with two indexes). {p['repeats']} repetitions "
-        f"({p.get('loopback_repeats', p['repeats'])} on loopback), methods alternating, each run after a `sync`; "
+        f"codes and md5 text, with two indexes). {_repeats_text(p)}, methods alternating, each run after a `sync`; "
         f"`pgbench -R {p['load_tps']}` writes on the source during every copy. Times are from the start "
         "until the standby streams: median (min-max, n); pg_basebackup itself: the raw run's, and cloudmig's "
         "Progress.BaseBackup.ElapsedSeconds. Catch-up: copy done until streaming, as a client polling "

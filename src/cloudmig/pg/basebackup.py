@@ -136,7 +136,8 @@ def run_basebackup(
     Raises PgCommandError (stderr tail included) on failure, BasebackupStopped when should_stop()
     turned true (the child is killed), and kills the child if on_progress raises. When it returns,
     the copy is on disk: synced by pg_basebackup, or by one syncfs per file system where that
-    reports errors (pg/fssync.py), then also every `write_behind` seconds while it runs."""
+    reports errors (pg/fssync.py) at its end and, with `write_behind` > 0, about every `write_behind`
+    seconds while it runs."""
     own_sync = fssync.syncfs_usable()
     written = [target, *(tablespace_mapping or {}).values()]
     with fssync.FileSystemSync(written if own_sync else (), write_behind=write_behind) as durable:
