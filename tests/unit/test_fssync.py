@@ -76,15 +76,21 @@ def _copy(tmp_path: Path, runner: _ScriptRunner, *, write_behind: float = 0.0) -
     )
 
 
+def _record_syncs(monkeypatch: pytest.MonkeyPatch, marker: Path) -> list[bool]:
+    """Every real syncfs is recorded as whether pg_basebackup (the script) had exited by then."""
+    synced: list[bool] = []
+    real = fssync._syncfs
+    monkeypatch.setattr(fssync, "_syncfs", lambda fd: (synced.append(marker.exists()), real(fd)))
+    return synced
+
+
 @needs_syncfs
 def test_the_copy_is_synced_after_pg_basebackup_exits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marker = tmp_path / "exited"
     runner = _ScriptRunner(f"echo '16384/16384 kB (100%), 1/1 tablespace' >&2; touch {marker}")
-    synced: list[bool] = []
-    real = fssync._syncfs
-    monkeypatch.setattr(fssync, "_syncfs", lambda fd: (synced.append(marker.exists()), real(fd)))
+    synced = _record_syncs(monkeypatch, marker)
     _copy(tmp_path, runner)
     assert "--no-sync" in runner.argv
     assert synced == [True]  # once, after pg_basebackup had finished
@@ -120,9 +126,7 @@ def test_write_behind_syncs_while_the_copy_runs_and_once_after(
 ) -> None:
     marker = tmp_path / "exited"
     runner = _ScriptRunner(f"sleep 0.6; touch {marker}")
-    synced: list[bool] = []
-    real = fssync._syncfs
-    monkeypatch.setattr(fssync, "_syncfs", lambda fd: (synced.append(marker.exists()), real(fd)))
+    synced = _record_syncs(monkeypatch, marker)
     _copy(tmp_path, runner, write_behind=0.05)
     assert synced[-1] is True and synced.count(True) == 1  # the last, and only it, after the exit
     assert synced.count(False) >= 3  # during the 0.6 s: every 0.05 s plus as long as a sync took
