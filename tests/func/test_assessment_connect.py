@@ -89,6 +89,33 @@ def test_database_does_not_exist(pg_base_dir: Path, target: Target) -> None:
     )
 
 
+def test_an_account_with_a_connection_limit(pg_base_dir: Path, target: Target) -> None:
+    """The assessment enters the other databases (and tries the replication connection) beside its
+    login session; under a CONNECTION LIMIT some sessions are refused, and each is made again alone
+    (as it was made before they ran side by side)."""
+    refusal = f'too many connections for role "{ACCOUNT}"'
+    with make_source(pg_base_dir, HEALTHY_SETTINGS) as cluster:
+        for name in ("app1", "app2", "app3"):
+            cluster.sql(f"CREATE DATABASE {name}")
+        cluster.sql(f"ALTER ROLE {ACCOUNT} CONNECTION LIMIT 2")
+        _, two = assess(spec_of(cluster), target.spec())
+        refused_at_two = cluster.log_text().count(refusal)
+        # One: the login session holds it, and only the replication connection gets in beside it.
+        cluster.sql(f"ALTER ROLE {ACCOUNT} CONNECTION LIMIT 1")
+        _, one = assess(spec_of(cluster), target.spec())
+        refused_at_one = cluster.log_text().count(refusal) - refused_at_two
+    assert refused_at_two > 0 and refused_at_one > 0  # attempts beside the login were refused
+    # With two, every database was entered: nothing is left unchecked for want of a connection.
+    assert "cannot connect" not in two, two
+    assert line_of(two, "Check extensions supported") == "Check extensions supported: success"
+    assert line_of(two, "Check unlogged tables") == "Check unlogged tables: success"
+    assert line_of(two, "Check database connectable") == "Check database connectable: success"
+    assert line_of(one, "Check database connectable") == "Check database connectable: success"
+    assert line_of(one, "Check extensions supported").startswith(
+        f"Check extensions supported: warning(warning:cannot connect to database app1 by {ACCOUNT}"
+    ), one
+
+
 @contextlib.contextmanager
 def silent_listener() -> Iterator[int]:
     """A TCP port that accepts connections and never says a word (a hung server or a black hole

@@ -3,7 +3,7 @@
 from cloudmig.checks.catalogue import CATALOGUE, Assessment, assess, evaluate, run_assessment
 from cloudmig.checks.facts import SourceFacts, TargetFacts, TargetSpec
 from cloudmig.checks.source_facts import gather_source
-from cloudmig.checks.target_facts import gather_target
+from cloudmig.checks.target_facts import gather_target, gather_target_contents
 
 __all__ = [
     "CATALOGUE",
@@ -15,5 +15,6 @@ __all__ = [
     "evaluate",
     "gather_source",
     "gather_target",
+    "gather_target_contents",
     "run_assessment",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,9 +89,12 @@ def evaluate(source: SourceFacts, target: TargetFacts) -> list[CheckResult]:
 
 
 def gather(source: Source, target: TargetSpec) -> tuple[SourceFacts, TargetFacts]:
-    """Facts from source, target and this host (read-only). Never raises for a bad source."""
-    src = gather_source(source)
-    tgt = gather_target(target)
+    """Facts from source, target and this host (read-only). Never raises for a bad source. The
+    target is asked while the source is (they do not depend on each other)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="assess-target") as beside:
+        target_facts = beside.submit(gather_target, target)
+        src = gather_source(source)
+        tgt = target_facts.result()
     gather_binaries(tgt, src.major, target)
     return src, tgt
 

@@ -1,9 +1,18 @@
 """Gather what the rules need from the source, as the migration account, through named queries
-(pg/catalog.py, pg/privileges.py) on read-only sessions. Never raises."""
+(pg/catalog.py, pg/privileges.py) on read-only sessions. Never raises.
+
+Once the login works, the replication connection is tried and the other databases are entered
+beside the login session's queries, a few at a time: each connection costs several round trips,
+which add up over a WAN link when taken one after another. A database whose session failed beside
+the others (under a connection limit of the account or the server, say) is entered once more on its
+own, as it was before they ran side by side.
+"""
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 
 import psycopg
@@ -17,6 +26,10 @@ from cloudmig.pg.privileges import fence_privileges
 from cloudmig.pg.source import Source
 
 log = logging.getLogger("cloudmig.checks")
+
+# Connections the assessment opens beside its login session: the replication connection's try and
+# sessions in the other databases. With the login and the copy's link probe, at most five at once.
+PARALLEL_CONNECTIONS = 3
 
 # Settings of the source the rules read (pg_settings.setting, i.e. in the setting's base unit).
 SOURCE_SETTINGS = (
@@ -61,16 +74,30 @@ def _gather(source: Source, facts: SourceFacts) -> None:
         return
     conn, login_db, facts.login_error = connectivity.login(source)
     if conn is None:
-        return
+        return  # nothing more is tried with credentials the server refused
     try:
-        _gather_sql(source, facts, conn, login_db)
+        with ThreadPoolExecutor(PARALLEL_CONNECTIONS, thread_name_prefix="assess-source") as beside:
+            replication = beside.submit(connectivity.try_replication, source)
+            entered = _gather_sql(source, facts, conn, login_db, beside)
+        # Every attempt made beside the login session is over: one that failed is made again, alone.
+        for db, attempt in entered:
+            inside = attempt.result()
+            if inside.connect_error is not None:
+                inside = _enter_database(source, replace(db))
+            db.extensions, db.unlogged_tables = inside.extensions, inside.unlogged_tables
+            db.connect_error = inside.connect_error
     finally:
         conn.close()
-    facts.replication_conn_error = connectivity.try_replication(source)
+    # A physical replication connection does not count against the account's CONNECTION LIMIT
+    # (max_wal_senders bounds it): the sessions beside it cannot have crowded it out.
+    facts.replication_conn_error = replication.result()
     facts.replication_tried = True
 
 
-def _gather_sql(source: Source, facts: SourceFacts, conn: catalog.Conn, login_db: str) -> None:
+def _gather_sql(
+    source: Source, facts: SourceFacts, conn: catalog.Conn, login_db: str, beside: ThreadPoolExecutor
+) -> list[tuple[DatabaseFacts, Future[DatabaseFacts]]]:
+    """The login session's queries; returns the other databases being entered `beside` it."""
     errors = facts.probe_errors
     pw = source.password
 
@@ -99,7 +126,7 @@ def _gather_sql(source: Source, facts: SourceFacts, conn: catalog.Conn, login_db
     facts.ssl_in_use = probe(errors, "ssl", pw, partial(catalog.session_uses_ssl, conn))
     facts.fence = probe(errors, "fence", pw, partial(fence_privileges, conn))
     facts.config_settings = probe(errors, "config_settings", pw, partial(_config_settings, conn, errors))
-    _gather_databases(source, facts, conn, login_db)
+    return _gather_databases(source, facts, conn, login_db, beside)
 
 
 def _config_settings(conn: catalog.Conn, errors: dict[str, str]) -> tuple[SourceSetting, ...]:
@@ -119,32 +146,41 @@ def _config_settings(conn: catalog.Conn, errors: dict[str, str]) -> tuple[Source
     return tuple(SourceSetting(name, value, file_values.get(name)) for name, value in sorted(current.items()))
 
 
-def _gather_databases(source: Source, facts: SourceFacts, conn: catalog.Conn, login_db: str) -> None:
+def _gather_databases(
+    source: Source, facts: SourceFacts, conn: catalog.Conn, login_db: str, beside: ThreadPoolExecutor
+) -> list[tuple[DatabaseFacts, Future[DatabaseFacts]]]:
     errors = facts.probe_errors
     pw = source.password
     databases = probe(errors, "databases", pw, partial(catalog.databases, conn, facts.major))
     if databases is None:
-        return
+        return []
     found: list[DatabaseFacts] = []
+    entered: list[tuple[DatabaseFacts, Future[DatabaseFacts]]] = []
     for name, allow, collversion in databases:
         db = DatabaseFacts(name=name, allow_connections=allow, libc_collversion=collversion)
-        db.size_bytes = probe(errors, f"size:{name}", pw, partial(catalog.database_size, conn, name))
         found.append(db)
-        if not allow:
-            continue  # template0: nobody can connect, and it is pristine
-        if name == login_db:
+        if allow and name != login_db:  # template0: nobody can connect, and it is pristine
+            entered.append((db, beside.submit(_enter_database, source, replace(db))))
+    for db in found:
+        db.size_bytes = probe(errors, f"size:{db.name}", pw, partial(catalog.database_size, conn, db.name))
+        if db.allow_connections and db.name == login_db:
             _inside_database(db, conn, pw)
-            continue
-        try:
-            dbconn = connectivity.open_session(source, name)
-        except psycopg.Error as exc:
-            db.connect_error = connectivity.server_reason(exc, source)
-            continue
-        try:
-            _inside_database(db, dbconn, pw)
-        finally:
-            dbconn.close()
     facts.databases = tuple(found)
+    return entered
+
+
+def _enter_database(source: Source, db: DatabaseFacts) -> DatabaseFacts:
+    """`db` with what is learnt inside it, through a session of its own (or why none opened)."""
+    try:
+        dbconn = connectivity.open_session(source, db.name)
+    except psycopg.Error as exc:
+        db.connect_error = connectivity.server_reason(exc, source)
+        return db
+    try:
+        _inside_database(db, dbconn, source.password)
+    finally:
+        dbconn.close()
+    return db
 
 
 def _inside_database(db: DatabaseFacts, conn: catalog.Conn, secret: str) -> None:

@@ -4,6 +4,7 @@ host (the PostgreSQL binaries of the source's major). Never raises."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 from cloudmig.checks.facts import TargetFacts, TargetSpec, describe_error, probe
@@ -19,6 +20,15 @@ TARGET_SETTINGS = ("server_version_num", "block_size", "wal_segment_size")
 
 def gather_target(target: TargetSpec) -> TargetFacts:
     """Everything the rules need from the target, through its admin connection. Never raises."""
+    return _gather(target, _gather_sql)
+
+
+def gather_target_contents(target: TargetSpec) -> TargetFacts:
+    """Only its databases and the tables in postgres (whether it is empty). Never raises."""
+    return _gather(target, _gather_contents)
+
+
+def _gather(target: TargetSpec, queries: Callable[[TargetFacts, catalog.Conn], None]) -> TargetFacts:
     facts = TargetFacts(
         major=target.major,
         instance_class=target.instance_class,
@@ -40,7 +50,7 @@ def gather_target(target: TargetSpec) -> TargetFacts:
         return facts
     try:
         conn.autocommit = True
-        _gather_sql(facts, conn)
+        queries(facts, conn)
     except Exception as exc:
         log.exception("assessment: gathering target facts failed")
         facts.probe_errors["target"] = describe_error(exc)
@@ -52,12 +62,17 @@ def gather_target(target: TargetSpec) -> TargetFacts:
     return facts
 
 
-def _gather_sql(facts: TargetFacts, conn: catalog.Conn) -> None:
+def _gather_contents(facts: TargetFacts, conn: catalog.Conn) -> None:
     errors = facts.probe_errors
     databases = probe(errors, "databases", "", partial(catalog.database_names, conn))
     facts.databases = None if databases is None else tuple(databases)
     tables = probe(errors, "tables", "", partial(catalog.user_tables, conn))
     facts.postgres_tables = None if tables is None else tuple(tables)
+
+
+def _gather_sql(facts: TargetFacts, conn: catalog.Conn) -> None:
+    _gather_contents(facts, conn)
+    errors = facts.probe_errors
     facts.available_extensions = probe(errors, "extensions", "", partial(catalog.available_extensions, conn))
     settings = probe(errors, "settings", "", partial(catalog.raw_settings, conn, TARGET_SETTINGS))
     if settings is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 
 from cloudmig import errors
-from cloudmig.checks import gather_target
+from cloudmig.checks import gather_target_contents
 from cloudmig.checks.rules import target_not_empty
 from cloudmig.domain.detail import Event
 from cloudmig.domain.enums import (
@@ -88,7 +88,7 @@ def _task_name(ctx: AppContext, req: SourceRequest, kind: TaskKind) -> str:
 
 def _non_empty_reason(ctx: AppContext, inst: InstanceRecord) -> str | None:
     """Why the instance cannot receive a migration (a database or a table exists), or None."""
-    facts = gather_target(target_spec(ctx, inst))
+    facts = gather_target_contents(target_spec(ctx, inst))
     if not facts.connected:
         # The admin role only exists on an instance cloudmig initialised and never migrated into.
         return f"cloudmig cannot inspect it ({facts.connect_error})"
