@@ -9,7 +9,8 @@ per-file syncs stay.
 
 While the copy runs, the same descriptors are synced every `write_behind` seconds (write-behind):
 the copy's pages then go to disk as they arrive, while the disk is otherwise idle, and the sync at
-the end has only the last fraction of a second left (180 MB: 0.002-0.014 s instead of 0.09-0.12 s).
+the end has only the last fraction of a second left (180 MB: 0.001-0.023 s instead of 0.09-0.12 s
+in the runs of docs/benchmarks.md).
 The price is that other writers on those file systems have their data written out sooner than the
 kernel would have (within the interval instead of within 30 s).
 """
