@@ -25,7 +25,7 @@ from tests.support.assessment import (
     spec_of,
     ssl_settings,
 )
-from tests.support.pgcluster import SourceCluster, make_base_dir, os_user_for_tests
+from tests.support.pgcluster import SourceCluster, make_base_dir, os_user_for_tests, runnable_bin_dir
 
 from cloudmig.pg.source import Source, SourceTls
 
@@ -114,6 +114,22 @@ def test_an_account_with_a_connection_limit(pg_base_dir: Path, target: Target) -
     assert line_of(one, "Check extensions supported").startswith(
         f"Check extensions supported: warning(warning:cannot connect to database app1 by {ACCOUNT}"
     ), one
+
+
+def test_an_account_limited_to_one_connection_on_postgresql_11(pg_base_dir: Path) -> None:
+    """Before PostgreSQL 12 the replication connection counts against the account's CONNECTION
+    LIMIT: refused beside the login session, it is tried again once the session has closed."""
+    runnable_bin_dir(11)
+    refusal = f'too many connections for role "{ACCOUNT}"'
+    with (
+        make_target(pg_base_dir, "pgmconnect11", major=11) as target11,
+        make_source(pg_base_dir, {"max_connections": 100}, major=11) as cluster,
+    ):
+        cluster.sql(f"ALTER ROLE {ACCOUNT} CONNECTION LIMIT 1")
+        _, report = assess(spec_of(cluster), target11.spec())
+        refused = cluster.log_text().count(refusal)
+    assert refused > 0  # something beside the login session was refused
+    assert line_of(report, "Check database connectable") == "Check database connectable: success"
 
 
 @contextlib.contextmanager

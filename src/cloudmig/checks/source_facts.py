@@ -5,7 +5,8 @@ Once the login works, the replication connection is tried and the other database
 beside the login session's queries, a few at a time: each connection costs several round trips,
 which add up over a WAN link when taken one after another. A database whose session failed beside
 the others (under a connection limit of the account or the server, say) is entered once more on its
-own, as it was before they ran side by side.
+own, and a refused replication connection is tried again after the login session has closed, as
+each was before they ran side by side.
 """
 
 from __future__ import annotations
@@ -88,9 +89,11 @@ def _gather(source: Source, facts: SourceFacts) -> None:
             db.connect_error = inside.connect_error
     finally:
         conn.close()
-    # A physical replication connection does not count against the account's CONNECTION LIMIT
-    # (max_wal_senders bounds it): the sessions beside it cannot have crowded it out.
-    facts.replication_conn_error = replication.result()
+    # Before PostgreSQL 12 a replication connection counts against the account's CONNECTION LIMIT
+    # and max_connections (since, only max_wal_senders bounds it): refused beside the login
+    # session, it is tried once more now that the session is closed.
+    error = replication.result()
+    facts.replication_conn_error = None if error is None else connectivity.try_replication(source)
     facts.replication_tried = True
 
 
@@ -159,7 +162,8 @@ def _gather_databases(
     for name, allow, collversion in databases:
         db = DatabaseFacts(name=name, allow_connections=allow, libc_collversion=collversion)
         found.append(db)
-        if allow and name != login_db:  # template0: nobody can connect, and it is pristine
+        # Not template0 (nobody can connect, and it is pristine), nor the login session's own.
+        if allow and name != login_db:
             entered.append((db, beside.submit(_enter_database, source, replace(db))))
     for db in found:
         db.size_bytes = probe(errors, f"size:{db.name}", pw, partial(catalog.database_size, conn, db.name))
