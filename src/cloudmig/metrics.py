@@ -161,6 +161,7 @@ class StoreCollector(Collector):
                 v = _num(value)
                 if v is not None and t.status is TaskStatus.RUNNING:
                     fam.add_metric([iid], v)
+        pending, oldest = self._slot_drops()
         info = _gauge("cloudmig_build_info", "cloudmig version.", ["version"])
         info.add_metric([__version__], 1)
         return [
@@ -181,8 +182,33 @@ class StoreCollector(Collector):
             warning,
             slot_wal,
             storage,
+            pending,
+            oldest,
             info,
         ]
+
+    def _slot_drops(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        """Slots cloudmig still has to drop on sources (a drop is retried until the slot is gone, so
+        one whose source never comes back stays here: the operator has to look)."""
+        from cloudmig.store import slot_drops
+
+        drops = slot_drops.pending(self.ctx.db)
+        pending = _gauge(
+            "cloudmig_slot_drops_pending",
+            "Replication slots cloudmig must still drop on sources (retried until they are gone).",
+            [],
+        )
+        pending.add_metric([], len(drops))
+        oldest = _gauge(
+            "cloudmig_slot_drop_oldest_seconds",
+            "Age of the oldest slot drop still pending (0 when none is).",
+            [],
+        )
+        now = self.ctx.now()
+        oldest.add_metric(
+            [], max((max((now - d.created_at).total_seconds(), 0.0) for d in drops), default=0.0)
+        )
+        return pending, oldest
 
 
 def _receiver_streaming(replication_info: str) -> bool:

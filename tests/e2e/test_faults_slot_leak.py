@@ -2,7 +2,7 @@
 
 The source goes down (pg_ctl stop -m immediate) during the copy for longer than the task's retry
 budget: the task fails saying why, the slot cannot be dropped then, and the drop is retried, also
-after a restart of the service, until the slot is gone once the source is back.
+after a restart of the service, until the slot is gone once the source is back; meanwhile /metrics shows it pending.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.faults import cloudmig_slots, item
 from tests.support.flows import start_throttled_migration, wait_for
+from tests.support.scrape import scrape, value
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +46,10 @@ def test_source_down_past_the_retry_budget_leaves_no_slot(fresh_service, make_so
     assert it["ReasonCode"] == "RetriesExhausted"
     assert "the full copy kept failing" in it["Reason"] and "cannot reach the source" in it["Reason"]
     assert f"Replication slot {slot} could not be dropped yet" in it["Detail"]
+    # The pending drop is visible to monitoring, not only in the task's Detail.
+    samples, _ = scrape(svc)
+    assert value(samples, "cloudmig_slot_drops_pending") == 1
+    assert (value(samples, "cloudmig_slot_drop_oldest_seconds") or 0) > 0
 
     # The pending drop outlives the service.
     svc.kill()
@@ -55,3 +60,6 @@ def test_source_down_past_the_retry_budget_leaves_no_slot(fresh_service, make_so
     it = item(svc, instance_id, task_id)
     assert f"Dropped replication slot {slot} on the source after" in it["Detail"]
     assert it["Status"] == "failed" and it["ReasonCode"] == "RetriesExhausted"
+    samples, _ = scrape(svc)
+    assert value(samples, "cloudmig_slot_drops_pending") == 0
+    assert value(samples, "cloudmig_slot_drop_oldest_seconds") == 0

@@ -9,15 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from alibabacloud_rds20140815 import models as rds
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.flows import create_instance, create_migration, migration_item, wait_for, wait_running
 from tests.support.pgcluster import make_base_dir
+from tests.support.scrape import Samples, scrape, value
 from tests.support.service import Service
 
 pytestmark = pytest.mark.e2e
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture(scope="module")
@@ -28,24 +26,6 @@ def metrics_service(e2e_base: Path) -> Iterator[Service]:
     ).start()
     yield svc
     svc.destroy()
-
-
-def scrape(svc: Service) -> tuple[Samples, dict[str, str]]:
-    r = httpx.get(f"http://{svc.endpoint}/metrics", timeout=10)  # no signature: like any exporter
-    assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    types: dict[str, str] = {}
-    for fam in text_string_to_metric_families(r.text):
-        assert fam.name.startswith("cloudmig_"), fam.name
-        types[fam.name] = fam.type
-        for s in fam.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return samples, types
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 def series(samples: Samples, name: str) -> list[dict[str, str]]:
