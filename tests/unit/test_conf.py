@@ -323,3 +323,17 @@ def test_write_passfile_modes(tmp_path: Path) -> None:
     write_passfile(path, host="h", port=1, user="u", password="new", owner=None)  # rewrite in place
     assert path.read_text() == "h:1:*:u:new\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["pgpass"]
+
+
+def test_write_passfile_again_with_the_same_text_keeps_the_file(tmp_path: Path) -> None:
+    """Rewritten before each start: the same text is not written (nor synced) again, but a mode
+    loosened meanwhile is made 0600 again (libpq ignores a passfile others can read)."""
+    path = tmp_path / "passfiles" / "pgm-a" / "pgpass"
+    write_passfile(path, host="h", port=1, user="u", password="pw", owner=None)
+    inode = path.stat().st_ino
+    path.chmod(0o644)
+    write_passfile(path, host="h", port=1, user="u", password="pw", owner=None)
+    assert path.stat().st_ino == inode
+    assert path.stat().st_mode & 0o777 == 0o600
+    write_passfile(path, host="h", port=1, user="u", password="other", owner=None)
+    assert path.stat().st_ino != inode and path.read_text() == "h:1:*:u:other\n"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+
 from cloudmig.domain.detail import SECTION_START, SECTION_SYNC, TEXT_START, TEXT_SYNC
 from cloudmig.domain.enums import MigrateStage, ReplicationState
 from cloudmig.domain.settings_carry import SettingsCarryPlan
@@ -36,6 +41,16 @@ def configure_standby(tc: TaskContext) -> list[str]:
     return removed
 
 
+def _start_beside_source_session(tc: TaskContext) -> None:
+    """Start the standby while the session the first observation reads the source through opens:
+    the start is mostly waiting for the server to be ready."""
+    with ThreadPoolExecutor(1, thread_name_prefix="source-session") as beside:
+        opened = beside.submit(tc.connection, "source", tc.source().connect)
+        tc.instance().start()
+    with contextlib.suppress(psycopg.Error):
+        opened.result()  # a source that does not answer now is the observation's to report
+
+
 class StartupStage:
     stage = MigrateStage.STARTUP
 
@@ -46,7 +61,7 @@ class StartupStage:
         if removed:
             names = ", ".join(sorted({line.split("=")[0].strip() for line in removed}))
             tc.event(SECTION_START, f"Ignored settings of the source that cloudmig manages: {names}")
-        tc.instance().start()
+        _start_beside_source_session(tc)
         tc.move(Transition.STANDBY_STARTED, ReplicationState.CATCHUP)
         tc.event(SECTION_SYNC, TEXT_SYNC)
         return Next()

@@ -329,10 +329,12 @@ def apply_managed_conf(pgdata: Path, conf: ManagedConf, *, user: OsUser | None) 
     if not (pgdata / "PG_VERSION").is_file():
         raise FileNotFoundError(f"{pgdata} is not a PostgreSQL data directory (no PG_VERSION)")
     make_dir(conf.hba_file.parent, user=user)
-    atomic_write(conf.hba_file, render_hba(), user=user)
-    atomic_write(ident_file_for(conf.hba_file), render_ident(), user=user)
+    # Each write is synced (a journal commit): files that already say this (the access rules
+    # written when the instance was made) are left alone.
+    write_if_changed(conf.hba_file, render_hba(), user=user)
+    write_if_changed(ident_file_for(conf.hba_file), render_ident(), user=user)
     major = pgdata_major(pgdata)
-    atomic_write(pgdata / MANAGED_CONF, render_managed_conf(conf, major), user=user)
+    write_if_changed(pgdata / MANAGED_CONF, render_managed_conf(conf, major), user=user)
 
     removed: list[str] = []
     main = pgdata / POSTGRESQL_CONF

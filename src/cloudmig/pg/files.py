@@ -54,16 +54,21 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_if_changed(path: Path, text: str, *, user: OsUser | None) -> None:
+def write_if_changed(path: Path, text: str, *, user: OsUser | None, mode: int | None = None) -> None:
+    """atomic_write unless `path` already holds `text` (no write, no fsync: each costs a journal
+    commit, tens of milliseconds on a disk still busy with a copy). `mode`: the file's mode, else
+    an existing file keeps its own and a new one gets 0600."""
     try:
         st = path.stat()
         if path.read_text(encoding="utf-8", errors="surrogateescape") == text:
             chown_path(path, user)
+            if mode is not None and st.st_mode & 0o777 != mode:
+                os.chmod(path, mode)
             return
-        mode = st.st_mode & 0o777
+        kept = st.st_mode & 0o777
     except FileNotFoundError:
-        mode = 0o600
-    atomic_write(path, text, user=user, mode=mode)
+        kept = 0o600
+    atomic_write(path, text, user=user, mode=kept if mode is None else mode)
 
 
 def tree_bytes(path: Path, *, lengths: bool = False, leave_out: str | None = None) -> int:

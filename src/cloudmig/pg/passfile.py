@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from cloudmig.pg.files import atomic_write, chown_path
+from cloudmig.pg.files import chown_path, write_if_changed
 from cloudmig.pg.runner import OsUser
 
 
@@ -47,7 +47,8 @@ def write_passfile(
     ancestors are created with the default mode and must be traversable by `owner`."""
     text = render_passfile(host=host, port=port, user=user, password=password)
     _prepare_dir(path.parent, owner)
-    atomic_write(path, text, user=owner, mode=0o600)
+    # Rewritten before each use (the runtime dir may be a tmpfs): mostly with the same text.
+    write_if_changed(path, text, user=owner, mode=0o600)
 
 
 def remove_passfile(path: Path) -> None:
