@@ -1,4 +1,4 @@
-"""`cloudmig` command line: serve and keys on the service host; instance, precheck and migrate talk to a
+"""`cloudmig` command line: serve, keys and slots on the service host; instance, precheck and migrate talk to a
 running service over the RDS API through the official SDK; demo; config."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cloudmig.cli import client_config
 from cloudmig.cli.account import account_app
 from cloudmig.cli.config import config_app
 from cloudmig.cli.demo import demo
+from cloudmig.cli.host import ConfigOpt, DataDirOpt, host_settings
 from cloudmig.cli.instance import instance_app
 from cloudmig.cli.lock import DataDirLocked, lock_data_dir
 from cloudmig.cli.logs import setup_logging
@@ -32,7 +33,8 @@ from cloudmig.cli.output import (
     print_table,
 )
 from cloudmig.cli.precheck import precheck_app
-from cloudmig.settings import Settings, default_data_dir, load_settings
+from cloudmig.cli.slots import slots_app
+from cloudmig.settings import Settings, default_data_dir
 
 app = command_group(
     "Self-hosted PostgreSQL cloud migration that speaks the RDS OpenAPI.", pretty_exceptions_enable=False
@@ -44,14 +46,8 @@ app.add_typer(precheck_app, name="precheck")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(account_app, name="account")
 app.add_typer(config_app, name="config")
+app.add_typer(slots_app, name="slots")
 app.command("demo")(demo)
-
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", metavar="DIR", help="Data directory (CLOUDMIG_DATA_DIR).")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", metavar="FILE", help="YAML settings file (CLOUDMIG_CONFIG).")
-]
 
 
 @app.callback()
@@ -81,14 +77,6 @@ def store_description(settings: Settings) -> str:
     except Exception:
         url = "(unparsable CLOUDMIG_STORE_URL)"
     return f"the store {url} (data dir {settings.data_dir})"
-
-
-def _settings(data_dir: Path | None, config: Path | None, **flags: object) -> Settings:
-    try:
-        return load_settings(config, data_dir=data_dir, **flags)
-    except Exception as exc:
-        typer.echo(f"error: invalid settings: {exc}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from None
 
 
 class ReadyServer(uvicorn.Server):
@@ -142,7 +130,7 @@ def serve(
     from cloudmig.engine.loop import Engine
     from cloudmig.runtime import build_context
 
-    settings = _settings(data_dir, config, host=host, port=port)
+    settings = host_settings(data_dir, config, host=host, port=port)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         lock = lock_data_dir(settings.data_dir)
@@ -202,7 +190,7 @@ def keys_create(
     from cloudmig.runtime import build_context
     from cloudmig.services.keys import create_key
 
-    settings = _settings(data_dir, config)
+    settings = host_settings(data_dir, config)
     ctx = build_context(settings, for_server=False)
     k = create_key(ctx, description)
     # Keys live in one store: a service running with another data dir or store does not know this one.
@@ -235,7 +223,7 @@ def keys_list(
     from cloudmig.runtime import build_context
     from cloudmig.services.keys import list_keys
 
-    ctx = build_context(_settings(data_dir, config), for_server=False)
+    ctx = build_context(host_settings(data_dir, config), for_server=False)
     rows = [
         {
             "AccessKeyId": k.id,
@@ -260,7 +248,7 @@ def keys_revoke(key_id: str, data_dir: DataDirOpt = None, config: ConfigOpt = No
     from cloudmig.runtime import build_context
     from cloudmig.services.keys import revoke_key
 
-    ctx = build_context(_settings(data_dir, config), for_server=False)
+    ctx = build_context(host_settings(data_dir, config), for_server=False)
     if not revoke_key(ctx, key_id):
         typer.echo(f"error: no access key {key_id}", err=True)
         raise typer.Exit(EXIT_REFUSED)
