@@ -62,12 +62,22 @@ def test_argv_through_a_relay_keeps_the_source_name() -> None:
 
 @pytest.mark.parametrize(
     ("link", "mode"),
-    [(500 * MB, "none"), (150 * MB, "none"), (120 * MB, "zstd:1"), (12 * MB, "zstd:1"), (2 * MB, "zstd:3")],
+    [
+        (500 * MB, "none"),
+        (150 * MB, "none"),
+        (120 * MB, "lz4"),
+        (60 * MB, "lz4"),
+        (59 * MB, "zstd:1"),
+        (12 * MB, "zstd:1"),
+        (2 * MB, "zstd:3"),
+    ],
 )
 def test_auto_by_link(link: float, mode: str) -> None:
     plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, link)
     assert str(plan.mode) == mode
     assert plan.reason.startswith("measured link")
+    # Only lz4 has a stronger mode to move to should the link turn out to hold it back.
+    assert str(plan.if_link_bound) == ("zstd:1" if mode == "lz4" else "None")
 
 
 def test_a_source_on_this_machine_is_not_compressed() -> None:
@@ -116,6 +126,9 @@ def test_forced_modes_and_fallbacks() -> None:
 def test_auto_uses_the_other_algorithm_when_one_is_missing() -> None:
     plan = copy_plan.decide(parse_mode("auto"), ServerSupport(150004, frozenset({"lz4"})), BOTH, 12 * MB)
     assert str(plan.mode) == "lz4" and "built without zstd" in plan.reason
+    assert plan.if_link_bound is None  # no zstd to move to
+    fast = copy_plan.decide(parse_mode("auto"), ServerSupport(150004, frozenset({"zstd"})), BOTH, 100 * MB)
+    assert str(fast.mode) == "zstd:1" and "built without lz4" in fast.reason
     client = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"lz4"}), 2 * MB)
     assert str(client.mode) == "lz4" and "pg_basebackup was built without zstd" in client.reason
     neither = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"gzip"}), 12 * MB)
@@ -133,8 +146,32 @@ def test_revise_restarts_uncompressed_only_when_clearly_better() -> None:
     # Nearly done: a restart costs more than it saves.
     assert copy_plan.revise(plan, copy_plan.Window(3, 90 * MB, 88 * MB, 100 * MB)) is None
     # A forced mode is never revised.
-    forced = copy_plan.decide(parse_mode("lz4"), PG15, BOTH, 100 * MB)
+    forced = copy_plan.decide(parse_mode("zstd:1"), PG15, BOTH, 100 * MB)
     assert copy_plan.revise(forced, slow) is None
+
+
+def test_revise_moves_lz4_to_zstd_when_the_link_holds_it_back() -> None:
+    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 100 * MB)
+    assert str(plan.mode) == "lz4"
+    # A fast source CPU: lz4's wire runs at the link's rate (95 of 100 MB/s, ratio 2).
+    link_bound = copy_plan.Window(seconds=3, uncompressed=570 * MB, wire=285 * MB, total=20_000 * MB)
+    revised = copy_plan.revise(plan, link_bound)
+    assert revised is not None and str(revised.mode) == "zstd:1", revised
+    assert revised.if_link_bound is None and revised.requested.auto
+    assert "the link is the limit; restarting with zstd:1's higher ratio" in revised.reason
+    assert "95.0 MB/s on the wire" in revised.reason
+    # The CPUs hold it back (wire at 60 % of the link): zstd would only cost more of them.
+    assert copy_plan.revise(plan, copy_plan.Window(3, 360 * MB, 180 * MB, 20_000 * MB)) is None
+    # Link-bound, but too near its end for a restart to pay.
+    assert copy_plan.revise(plan, copy_plan.Window(3, 570 * MB, 285 * MB, 1500 * MB)) is None
+    # lz4 forced, or chosen only because zstd is missing: kept.
+    forced = copy_plan.decide(parse_mode("lz4"), PG15, BOTH, 100 * MB)
+    assert copy_plan.revise(forced, link_bound) is None
+    no_zstd = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"lz4"}), 100 * MB)
+    assert str(no_zstd.mode) == "lz4" and copy_plan.revise(no_zstd, link_bound) is None
+    # Data that does not compress through lz4 is still copied uncompressed instead.
+    flat = copy_plan.revise(plan, copy_plan.Window(3, 150 * MB, 148 * MB, 20_000 * MB))
+    assert flat is not None and str(flat.mode) == "none"
 
 
 def test_token_bucket_hands_out_the_rate() -> None:

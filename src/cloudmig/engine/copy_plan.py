@@ -2,20 +2,25 @@
 
 The copy's speed in uncompressed bytes per second is about min(pipeline, link x ratio) with
 compression and min(disk, link) without, where the pipeline is the source's one compressor thread,
-cloudmig's relay and pg_basebackup's decompression. Measured on a 2-vCPU machine over a 1 Gbit/s
-link (docs/benchmarks.md), zstd level 1 moved 128-150 MB/s of data and lz4 94-150 MB/s: lz4's
-faster compressor does not make up for its lower ratio (1.9x against 3.0x on mixed data, 8x
-against 16x on pgbench's), which the rest of the pipeline carries. So:
+cloudmig's relay and pg_basebackup's decompression. zstd level 1 compresses 1.5 (mixed data) to 1.9
+(pgbench's) times better than lz4 but costs more CPU at both ends. Measured on a 2-vCPU machine
+(docs/benchmarks.md), both pipelines carried 100-270 MB/s of data, less than a 1 Gbit/s link carries
+at their ratios: there both are held by the CPUs, not the link, and in the three full runs of
+2026-12-05 zstd level 1 took 15-23 % longer than lz4 in 4 of 6 cases, lz4 3 and 13 % longer in 2. So:
 
 - a link faster than FAST_LINK is better used uncompressed (the pipeline would be the limit);
-- below it zstd level 1, and below ZSTD3_LINK zstd level 3 squeezes a little more;
-- lz4 when the source or pg_basebackup lacks zstd.
+- from LZ4_LINK up, lz4: the link is not the limit at lz4's ratio unless the source's CPU is fast;
+- below it zstd level 1, whose ratio the link makes worth its CPU; below ZSTD3_LINK zstd level 3.
+- Where an algorithm is missing on either side, the other one.
 
-The link speed is measured before the copy and capped by the budgets that apply to it. How well the
-data compresses is measured on the copy itself: when its first seconds show that the compressed copy
-moves fewer uncompressed bytes per second than the link alone would carry (data that does not
-compress, or a compressor slower than the link), an automatic choice is revised once to an
-uncompressed copy (`revise`).
+The link speed is measured before the copy and capped by the budgets that apply to it. How the copy
+runs is measured on the copy itself: when its first seconds show that an automatic choice is clearly
+wrong, the copy restarts once (`revise`) -
+
+- uncompressed, when it moves fewer uncompressed bytes per second than the link alone would carry
+  (data that does not compress, or a compressor slower than the link);
+- with zstd level 1, when an lz4 copy's wire runs at the link's rate (a fast source CPU: the link
+  is the limit after all, and zstd's ratio moves more through it).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from cloudmig.pg.compression import ServerSupport
 
 MB = 1_000_000
 FAST_LINK = 150 * MB
+# At lz4's ratio of about 2 on mixed data, 60 MB/s carry the 120 MB/s of data zstd level 1's pipeline
+# moved (100-140 MB/s); below it the link holds lz4 back more than zstd's CPU holds zstd.
+LZ4_LINK = 60 * MB
 ZSTD3_LINK = 6 * MB
 
 # The first window of a compressed copy: long enough for several progress reports.
@@ -35,6 +43,12 @@ WINDOW_MIN_BYTES = 8 * 1024 * 1024
 # Revise only when the uncompressed copy would clearly be faster, the restart included.
 REVISE_BELOW_SHARE = 0.75
 RESTART_COST_SECONDS = 1.5
+# A wire at this share of the link's rate has the link as its limit.
+LINK_BOUND_SHARE = 0.85
+# What zstd level 1 is counted on to move over a link that holds lz4 back, in lz4's data rate:
+# less than its 1.5-1.9x ratio, as its compressor may not keep up with all of that.
+ZSTD_GAIN_OVER_LZ4 = 1.3
+STRONGER = CompressionMode("zstd", 1)
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ class CopyPlan:
     reason: str
     link_bytes_per_second: float | None = None
     fallback: str = ""  # why a requested compression could not be used ("" when it could)
+    # The mode to restart with if the link turns out to be the limit (auto's lz4 when zstd is usable).
+    if_link_bound: CompressionMode | None = None
 
     def detail(self) -> str:
         how = "uncompressed" if not self.mode.compressed else f"with server-side {self.mode}"
@@ -90,13 +106,19 @@ def unsupported(requested: CompressionMode, server: ServerSupport, client: froze
 def _auto_mode(rate: float, server: ServerSupport, client: frozenset[str]) -> tuple[CompressionMode, str]:
     if rate >= FAST_LINK:
         return NONE, "faster than one server compressor thread; compression would slow the copy"
-    if rate < ZSTD3_LINK:
+    if rate >= LZ4_LINK:
+        wanted = CompressionMode("lz4")
+        why = (
+            f"at lz4's ratio a link of {mb(LZ4_LINK)} or more leaves the compressors, not the link, "
+            "as the limit, and lz4 costs the least CPU"
+        )
+    elif rate < ZSTD3_LINK:
         wanted, why = CompressionMode("zstd", 3), "slow enough for zstd level 3's higher ratio"
     else:
-        wanted, why = CompressionMode("zstd", 1), "zstd level 1 moves the most data on links below 150 MB/s"
+        wanted, why = STRONGER, f"zstd level 1's ratio moves the most data on links below {mb(LZ4_LINK)}"
     if not unsupported(wanted, server, client):
         return wanted, why
-    other = CompressionMode("lz4")
+    other = CompressionMode("zstd", 1) if wanted.algorithm == "lz4" else CompressionMode("lz4")
     if not unsupported(other, server, client):
         return other, f"{why}, but {unsupported(wanted, server, client)}"
     return NONE, unsupported(wanted, server, client)
@@ -135,7 +157,8 @@ def decide(
     if rate is None:
         return CopyPlan(NONE, requested, "the link could not be measured; copying uncompressed", rate)
     mode, why = _auto_mode(rate, server, client)
-    return CopyPlan(mode, requested, f"{rate_name} {mb(rate)}: {why}", rate)
+    stronger = STRONGER if mode.algorithm == "lz4" and not unsupported(STRONGER, server, client) else None
+    return CopyPlan(mode, requested, f"{rate_name} {mb(rate)}: {why}", rate, if_link_bound=stronger)
 
 
 @dataclass(frozen=True)
@@ -155,26 +178,40 @@ class Window:
     def rate(self) -> float:
         return self.uncompressed / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def wire_rate(self) -> float:
+        return self.wire / self.seconds if self.seconds > 0 else 0.0
+
 
 def window_complete(w: Window) -> bool:
     return w.seconds >= WINDOW_SECONDS and w.uncompressed >= WINDOW_MIN_BYTES
 
 
 def revise(plan: CopyPlan, w: Window) -> CopyPlan | None:
-    """An uncompressed plan when the compressed copy runs clearly slower than the link would carry
-    it uncompressed, restarting included; None to keep going. Only an automatic choice is revised."""
+    """The plan to restart the copy with when its first seconds show the automatic choice clearly
+    wrong, the restart included; None to keep going. Only an automatic choice is revised: to an
+    uncompressed copy when the compressed one moves less data than the link would carry alone, to
+    `plan.if_link_bound` when the wire runs at the link's rate."""
     link = plan.link_bytes_per_second
     if not plan.requested.auto or not plan.mode.compressed or not link or w.rate <= 0:
         return None
-    if w.rate >= REVISE_BELOW_SHARE * link:
+    keep = max(w.total - w.uncompressed, 0) / w.rate
+    if w.rate < REVISE_BELOW_SHARE * link:
+        if w.total / link + RESTART_COST_SECONDS >= keep:
+            return None
+        reason = (
+            f"the first {w.seconds:.0f} s moved {mb(w.rate)} of data (ratio {w.ratio:.2f}), less than the "
+            f"{mb(link)} the link carries uncompressed; restarting uncompressed"
+        )
+        return CopyPlan(NONE, plan.requested, reason, link)
+    stronger = plan.if_link_bound
+    if stronger is None or w.wire_rate < LINK_BOUND_SHARE * link:
         return None
-    remaining = max(w.total - w.uncompressed, 0)
-    keep = remaining / w.rate
-    restart = w.total / link + RESTART_COST_SECONDS
-    if restart >= keep:
+    if w.total / (w.rate * ZSTD_GAIN_OVER_LZ4) + RESTART_COST_SECONDS >= keep:
         return None
     reason = (
-        f"the first {w.seconds:.0f} s moved {mb(w.rate)} of data (ratio {w.ratio:.2f}), less than the "
-        f"{mb(link)} the link carries uncompressed; restarting uncompressed"
+        f"the first {w.seconds:.0f} s sent {mb(w.wire_rate)} on the wire, the link's "
+        f"{mb(link)}, with {plan.mode}'s ratio {w.ratio:.2f}: the link is the limit; "
+        f"restarting with {stronger}'s higher ratio"
     )
-    return CopyPlan(NONE, plan.requested, reason, link)
+    return CopyPlan(stronger, plan.requested, reason, link)
