@@ -78,6 +78,25 @@ def slow_source(base: Path) -> Iterator[tuple[RateLimitedLink, SourceCluster]]:
         pytest.skip(f"cannot make a rate-limited link into a network namespace: {exc}")
 
 
+@contextlib.contextmanager
+def _source_behind(base: Path, mbit: float, rows: int) -> Iterator[tuple[RateLimitedLink, SourceCluster]]:
+    """A source with `rows` of mixed data behind a link of its own (skips where none can be made)."""
+    try:
+        link_cm = RateLimitedLink.create(mbit)
+        link = link_cm.__enter__()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"cannot make a rate-limited link into a network namespace: {exc}")
+    try:
+        src = start_source_in(link, make_base_dir("src-", parent=base))
+        try:
+            _fill(src, rows=rows)
+            yield link, src
+        finally:
+            src.destroy()
+    finally:
+        link_cm.__exit__(None, None, None)
+
+
 @pytest.fixture
 def local_source(base: Path) -> Iterator[SourceCluster]:
     src = SourceCluster.create(make_base_dir("src-", parent=base))
@@ -150,6 +169,16 @@ def target_checksum(attr: Any) -> tuple[Any, ...]:
     return tuple(row)
 
 
+def assert_target_follows(src: SourceCluster, attr: Any) -> None:
+    """The copy is correct: rows written on the source after it reach the standby, and the data
+    read on both sides are equal."""
+    src.sql(
+        "INSERT INTO mixed SELECT id + 10000000, created, qty, price, code, note FROM mixed WHERE id <= 5"
+    )
+    expected = tuple(src.sql(CHECKSUM_SQL)[0])
+    wait_for(lambda: target_checksum(attr) == expected, 30, what="the target to have the source's rows")
+
+
 # ---- auto ----------------------------------------------------------------------------------------
 
 
@@ -166,26 +195,14 @@ def test_auto_compresses_compressible_data_on_a_slow_link(
     assert bb["CompressionRatio"] > 1.5, bb
     assert bb["WireBytes"] * 1.5 < bb["BytesDone"], bb  # bytes on the wire vs bytes on disk
     assert f"Copy with server-side {bb['Compression']} (CopyCompression auto): measured link" in it["Detail"]
-    # The copy is correct: the standby streams and the data read on both sides are equal.
-    src.sql(
-        "INSERT INTO mixed SELECT id + 10000000, created, qty, price, code, note FROM mixed WHERE id <= 10"
-    )
-    expected = tuple(src.sql(CHECKSUM_SQL)[0])
-    wait_for(lambda: target_checksum(attr) == expected, 30, what="the target to have the source's rows")
+    assert_target_follows(src, attr)
 
 
 def test_auto_picks_lz4_on_a_gigabit_link(service: Service, base: Path) -> None:
     """Over 1 Gbit/s the link carries more than either compressor moves at lz4's ratio: auto picks
     lz4, the cheaper in CPU, keeps zstd level 1 for a link that turns out to hold it back (too short
     a copy here for that to be looked at), and the copy is correct."""
-    try:
-        link_cm = RateLimitedLink.create(1000)
-        link = link_cm.__enter__()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"cannot make a rate-limited link into a network namespace: {exc}")
-    src = start_source_in(link, make_base_dir("src-", parent=base))
-    try:
-        _fill(src, rows=50_000)
+    with _source_behind(base, 1000, rows=50_000) as (link, src):
         iid, task_id, attr = start_migration(service, link.ns_addr, src.port)
         it = wait_streaming(service, iid, task_id)
         bb = copy_progress(it)
@@ -194,14 +211,7 @@ def test_auto_picks_lz4_on_a_gigabit_link(service: Service, base: Path) -> None:
         assert "lz4 costs the least CPU" in bb["CompressionReason"], bb
         assert bb["CompressionRatio"] > 1.5, bb
         assert "Copy with server-side lz4 (CopyCompression auto): measured link" in it["Detail"]
-        src.sql(
-            "INSERT INTO mixed SELECT id + 10000000, created, qty, price, code, note FROM mixed WHERE id <= 3"
-        )
-        expected = tuple(src.sql(CHECKSUM_SQL)[0])
-        wait_for(lambda: target_checksum(attr) == expected, 30, what="the target to have the source's rows")
-    finally:
-        src.destroy()
-        link_cm.__exit__(None, None, None)
+        assert_target_follows(src, attr)
 
 
 class _ReaderHeldUp:
@@ -264,14 +274,7 @@ def test_auto_restarts_uncompressed_when_the_compressed_copy_falls_behind_the_li
     carry uncompressed, so the automatic choice is revised once. The first pg_basebackup and its WAL
     stream are ended, the copy starts over uncompressed (the link is back to 100 Mbit/s by then),
     and the standby that results is correct."""
-    try:
-        link_cm = RateLimitedLink.create(100)
-        link = link_cm.__enter__()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"cannot make a rate-limited link into a network namespace: {exc}")
-    src = start_source_in(link, make_base_dir("src-", parent=base))
-    try:
-        _fill(src, rows=150_000)
+    with _source_behind(base, 100, rows=150_000) as (link, src):
         iid, task_id, attr = start_migration(service, link.ns_addr, src.port)
 
         def wait_detail(text: str, interval: float) -> None:
@@ -289,14 +292,7 @@ def test_auto_restarts_uncompressed_when_the_compressed_copy_falls_behind_the_li
         # The first copy's WAL stream is gone: the standby is the slot's only reader.
         senders = src.sql("SELECT count(*) FROM pg_stat_replication")[0][0]
         assert senders == 1, senders
-        src.sql(
-            "INSERT INTO mixed SELECT id + 10000000, created, qty, price, code, note FROM mixed WHERE id <= 5"
-        )
-        expected = tuple(src.sql(CHECKSUM_SQL)[0])
-        wait_for(lambda: target_checksum(attr) == expected, 30, what="the target to have the source's rows")
-    finally:
-        src.destroy()
-        link_cm.__exit__(None, None, None)
+        assert_target_follows(src, attr)
 
 
 def test_auto_does_not_compress_on_loopback(service: Service, local_source: SourceCluster) -> None:
