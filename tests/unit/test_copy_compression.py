@@ -160,6 +160,11 @@ def test_revise_moves_lz4_to_zstd_when_the_link_holds_it_back() -> None:
     assert revised.if_link_bound is None and revised.requested.auto
     assert "the link is the limit; restarting with zstd:1's higher ratio" in revised.reason
     assert "95.0 MB/s on the wire" in revised.reason
+    # What came before the window opened does not count: within it the wire ran at 62 % of the link.
+    opened_late = copy_plan.Window(3, 570 * MB, 285 * MB, 20_000 * MB, 200 * MB, 100 * MB)
+    assert (
+        opened_late.wire_rate == pytest.approx(185 * MB / 3) and copy_plan.revise(plan, opened_late) is None
+    )
     # The CPUs hold it back (wire at 60 % of the link): zstd would only cost more of them.
     assert copy_plan.revise(plan, copy_plan.Window(3, 360 * MB, 180 * MB, 20_000 * MB)) is None
     # Link-bound, but too near its end for a restart to pay.

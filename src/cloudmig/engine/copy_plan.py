@@ -169,6 +169,9 @@ class Window:
     uncompressed: int  # bytes that reached this side uncompressed (written into the copy directory)
     wire: int  # bytes received from the source
     total: int  # the copy's estimated size, uncompressed
+    # The two counts when the window opened: the rates are of what came within it.
+    opened_uncompressed: int = 0
+    opened_wire: int = 0
 
     @property
     def ratio(self) -> float:
@@ -176,11 +179,11 @@ class Window:
 
     @property
     def rate(self) -> float:
-        return self.uncompressed / self.seconds if self.seconds > 0 else 0.0
+        return (self.uncompressed - self.opened_uncompressed) / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def wire_rate(self) -> float:
-        return self.wire / self.seconds if self.seconds > 0 else 0.0
+        return (self.wire - self.opened_wire) / self.seconds if self.seconds > 0 else 0.0
 
 
 def window_complete(w: Window) -> bool:

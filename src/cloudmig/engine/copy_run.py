@@ -215,7 +215,11 @@ def _run_once(
         recorder(done, total)
         if may_revise and not meter.checked and meter.first_report is not None and relay is not None:
             window = Window(
-                time.monotonic() - meter.first_report, meter.arrived(done), meter.data_wire(), total
+                time.monotonic() - meter.first_report,
+                meter.arrived(done),
+                meter.data_wire(),
+                total,
+                *meter.first_counts,
             )
             if copy_plan.window_complete(window):
                 meter.checked = True
@@ -224,6 +228,7 @@ def _run_once(
                     raise _Revised(revised)
         if meter.first_report is None:
             meter.first_report = time.monotonic()
+            meter.first_counts = (meter.opened(done), meter.data_wire())
 
     watch = RatioWatch(tc.instance().copied_data_bytes, meter.data_wire, on_ratio)
     try:
@@ -263,6 +268,7 @@ class _Meter:
         self.counts = counts
         self.started = time.monotonic()
         self.first_report: float | None = None
+        self.first_counts = (0, 0)  # uncompressed and wire bytes at the first report
         self.checked = False
         self.ended: float | None = None
         self.watch: RatioWatch | None = None  # the ratio of what reached the disk (compressed copies)
@@ -278,6 +284,13 @@ class _Meter:
         """Uncompressed bytes that have reached this side: what the watch saw written, else
         pg_basebackup's count (which includes what the socket buffers still hold)."""
         return self.watch.written if self.watch is not None and self.watch.written else done
+
+    def opened(self, done: int) -> int:
+        """`arrived` when the first-seconds window opens, counted as `arrived` will be counted at
+        its end (a watch that has seen nothing yet counts 0, never the -P count that runs ahead)."""
+        if self.watch is not None:
+            return self.watch.written
+        return done
 
     def ratio(self, done: int) -> float:
         """While the copy runs, the watched ratio (the -P count runs ahead of the wire by the socket
