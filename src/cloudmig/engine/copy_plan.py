@@ -118,7 +118,7 @@ def _auto_mode(rate: float, server: ServerSupport, client: frozenset[str]) -> tu
         wanted, why = STRONGER, f"zstd level 1's ratio moves the most data on links below {mb(LZ4_LINK)}"
     if not unsupported(wanted, server, client):
         return wanted, why
-    other = CompressionMode("zstd", 1) if wanted.algorithm == "lz4" else CompressionMode("lz4")
+    other = STRONGER if wanted.algorithm == "lz4" else CompressionMode("lz4")
     if not unsupported(other, server, client):
         return other, f"{why}, but {unsupported(wanted, server, client)}"
     return NONE, unsupported(wanted, server, client)
