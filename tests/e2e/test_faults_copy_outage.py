@@ -3,6 +3,9 @@
 The source stops during a (throttled) full copy for longer than the old retry budget (5 attempts,
 about 30 s): the task shows `disconnect` and says it retries, the copy starts again by itself once
 the source is back, and the task reaches streaming with all the data.
+
+The first copy's pg_basebackup creates the task's slot on its own WAL connection (-C); the copy
+after the outage finds the slot there and streams through it without creating it again.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ OUTAGE_SECONDS = 50
 
 def test_copy_survives_a_source_restart(fresh_service, make_source) -> None:
     svc = fresh_service
-    source = make_source(scale=1)
+    source = make_source(scale=1, log_replication_commands="on")
     client, instance_id, attr, task_id = start_throttled_migration(svc, source, rate_kb=2048)
 
     def copying() -> bool:
@@ -50,5 +53,8 @@ def test_copy_survives_a_source_restart(fresh_service, make_source) -> None:
     assert "[Task failed]" not in it.detail
     with connect_target(svc, instance_id, int(attr.port)) as conn:
         assert conn.execute("SELECT count(*) FROM pgbench_accounts").fetchone() == (100000,)
-    [(_, active, _)] = cloudmig_slots(source)
+    [(slot, active, _)] = cloudmig_slots(source)
     assert active, "the standby does not stream through the task's slot"
+    log = source.logfile.read_text(errors="replace")
+    command = f'received replication command: CREATE_REPLICATION_SLOT "{slot}"'
+    assert log.count(command) == 1, [line for line in log.splitlines() if "CREATE_REPLICATION_SLOT" in line]

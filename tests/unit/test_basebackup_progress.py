@@ -79,6 +79,12 @@ def test_basebackup_argv() -> None:
     assert not any("password" in a.lower() for a in argv)
 
 
+def test_basebackup_argv_creates_the_slot_when_asked() -> None:
+    endpoint = SourceEndpoint("10.0.0.5", 5432, "migratetest")
+    argv = basebackup_argv(Path("/bin"), Path("/t"), endpoint, "cloudmig_task_7", create_slot=True)
+    assert argv[argv.index("-S") + 1 : argv.index("-S") + 3] == ["cloudmig_task_7", "-C"]
+
+
 def test_basebackup_argv_tablespace_mapping() -> None:
     argv = basebackup_argv(
         Path("/bin"),

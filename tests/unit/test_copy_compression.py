@@ -86,11 +86,24 @@ def test_a_source_on_this_machine_is_not_compressed() -> None:
         "none",
         "the source is on this machine (127.0.0.1): no network link to spare",
     )
+    # Whatever the source supports: without a link to spare, its support does not matter.
+    older = copy_plan.decide(parse_mode("auto"), ServerSupport(140010, frozenset()), BOTH, None, local="::1")
+    assert (str(older.mode), older.fallback) == ("none", "")
+    assert older.reason == "the source is on this machine (::1): no network link to spare"
     # A budget still makes the link narrow, wherever the source is.
     capped = copy_plan.decide(
         parse_mode("auto"), PG15, BOTH, 300 * MB, {"host budget share": 5 * MB}, local="127.0.0.1"
     )
     assert str(capped.mode) == "zstd:3"
+
+
+def test_only_a_local_automatic_copy_without_a_budget_skips_the_measurement() -> None:
+    auto, lz4 = parse_mode("auto"), parse_mode("lz4")
+    assert not copy_plan.needs_measurement(auto, "127.0.0.1", {})
+    assert copy_plan.needs_measurement(auto, None, {})
+    assert copy_plan.needs_measurement(auto, "127.0.0.1", {"per-task max rate": 5 * MB})
+    # A forced mode needs the source's support (a PostgreSQL 14 source copies uncompressed).
+    assert copy_plan.needs_measurement(lz4, "127.0.0.1", {})
 
 
 def test_local_address() -> None:

@@ -1,6 +1,6 @@
-"""Stage basebackup: a slot on the source, then pg_basebackup -X stream through it into a directory
-beside the target's data directory while the target's server stops, then the copy becomes the data
-directory."""
+"""Stage basebackup: a slot on the source (created by pg_basebackup itself on a first copy), then
+pg_basebackup -X stream through it into a directory beside the target's data directory while the
+target's server stops, then the copy becomes the data directory."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from cloudmig.engine.revert import undo_copy
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.errors import RetriesExhausted, StorageQuotaExceeded
 from cloudmig.instances.managed import ManagedInstance
-from cloudmig.pg import probes
+from cloudmig.pg import compat, probes
 from cloudmig.pg.basebackup import BasebackupStopped
 from cloudmig.pg.runner import PgCommandError
 
@@ -79,25 +79,32 @@ class ProgressRecorder:
         self.tc.task = replace(self.tc.task, progress=progress)
 
 
-def _prepare_slot(tc: TaskContext) -> None:
-    """Name the slot (persisted before it exists, so a sweep never mistakes it for an orphan),
-    create it, and end a WAL stream an interrupted copy may have left attached to it."""
+def _prepare_slot(tc: TaskContext) -> bool:
+    """Name the slot (persisted before it exists, so a sweep never mistakes it for an orphan).
+    Returns True when pg_basebackup is to create it: named just now, it cannot exist yet, and the
+    copy's own connection saves a session on the source. Otherwise create it here if it is missing,
+    and end a WAL stream an interrupted copy may have left attached to it."""
     if not tc.task.slot_name:
         tc.update(slot_name=slot_name_for_task(tc.ctx.installation_id(), tc.task.id))
+        if compat.basebackup_creates_slots(tc.instance().major):
+            return True
     with tc.source().connect() as conn:
         # The slot holds the source's WAL from the copy's start until the standby streams from it.
         probes.create_physical_slot(conn, tc.slot_name)
         if probes.terminate_slot_holder(conn, tc.slot_name):
             tc.event(SECTION_BACKUP, "Ended a WAL stream of an earlier, interrupted copy")
+    return False
 
 
-def _copy_while_halting(tc: TaskContext, inst: ManagedInstance, recorder: ProgressRecorder) -> None:
+def _copy_while_halting(
+    tc: TaskContext, inst: ManagedInstance, recorder: ProgressRecorder, *, create_slot: bool
+) -> None:
     """The server in the data directory (an empty cluster, or the standby of an earlier copy) stops
     while the copy goes into the directory beside it: the copy does not wait for the shutdown."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="halt-for-copy") as pool:
         halted = pool.submit(inst.stop_for_copy)
         # Compression, relay and budget (issue 13): engine/copy_run.py.
-        copy_run.run_copy(tc, inst.prepare_copy_dir, recorder)
+        copy_run.run_copy(tc, inst.prepare_copy_dir, recorder, create_slot=create_slot)
     halted.result()
 
 
@@ -108,7 +115,7 @@ class BasebackupStage:
         inst = tc.instance()
         attempt = "Start" if not tc.task.progress.get("BaseBackup") else "Restart"
         try:
-            _prepare_slot(tc)
+            create_slot = _prepare_slot(tc)
         except psycopg.OperationalError as exc:
             return Retry(f"cannot reach the source: {' '.join(str(exc).split())[:300]}", disconnect=True)
         if tc.task.replication_state is not ReplicationState.UNSTARTED:
@@ -120,7 +127,7 @@ class BasebackupStage:
         tc.write_passfile()
         recorder = ProgressRecorder(tc)
         try:
-            _copy_while_halting(tc, inst, recorder)
+            _copy_while_halting(tc, inst, recorder, create_slot=create_slot)
         except BasebackupStopped:
             return Wait(0)
         except StorageQuotaExceeded as exc:

@@ -124,6 +124,19 @@ def _auto_mode(rate: float, server: ServerSupport, client: frozenset[str]) -> tu
     return NONE, unsupported(wanted, server, client)
 
 
+def needs_measurement(requested: CompressionMode, local: str | None, caps: dict[str, float]) -> bool:
+    """Whether the decision needs the source's support and link: not for an automatic choice with
+    the source on this machine and no budget (it copies uncompressed whatever the source has)."""
+    return not (requested.auto and local and not caps)
+
+
+def on_this_machine(requested: CompressionMode, local: str) -> CopyPlan:
+    """An automatic choice for a source on this machine without a budget: nothing to spare."""
+    return CopyPlan(
+        NONE, requested, f"the source is on this machine ({local}): no network link to spare", None
+    )
+
+
 def decide(
     requested: CompressionMode,
     server: ServerSupport,
@@ -144,16 +157,14 @@ def decide(
         if why:
             return CopyPlan(NONE, requested, f"{why}; copying uncompressed", rate, fallback=why)
         return CopyPlan(requested, requested, "as requested", rate)
+    if local and not caps:
+        return on_this_machine(requested, local)
     if not server.server_compression:
         why = unsupported(CompressionMode("zstd", 1), server, client)
         return CopyPlan(NONE, requested, f"{why}; copying uncompressed", rate, fallback=why)
     if not (set(server.algorithms) & set(client)):
         why = unsupported(CompressionMode("zstd", 1), server, client)
         return CopyPlan(NONE, requested, f"{why} and lz4; copying uncompressed", rate, fallback=why)
-    if local and not caps:
-        return CopyPlan(
-            NONE, requested, f"the source is on this machine ({local}): no network link to spare", None
-        )
     if rate is None:
         return CopyPlan(NONE, requested, "the link could not be measured; copying uncompressed", rate)
     mode, why = _auto_mode(rate, server, client)

@@ -126,6 +126,8 @@ def start_measuring(tc: TaskContext) -> None:
         )
     except Exception:
         return  # the copy's own planning reports what is wrong
+    if not copy_plan.needs_measurement(requested, local, caps):
+        return  # no session on the source for a decision that does not depend on it
     tc.source_measurement = _measuring.submit(_measure, tc, requested, client, local if not caps else None)
 
 
@@ -136,9 +138,11 @@ def _take_measurement(tc: TaskContext) -> Future[SourceMeasurement] | None:
 
 def plan_copy(tc: TaskContext, bin_dir: Path, bucket: bandwidth.TokenBucket | None) -> CopyPlan:
     requested, client, local, caps = _inputs(tc, bin_dir, bucket)
+    pending = _take_measurement(tc)
+    if local and not copy_plan.needs_measurement(requested, local, caps):
+        return copy_plan.on_this_machine(requested, local)
     wanted = local if not caps else None
     measured: SourceMeasurement | None = None
-    pending = _take_measurement(tc)
     if pending is not None:
         try:
             measured = pending.result(timeout=60)
@@ -149,8 +153,11 @@ def plan_copy(tc: TaskContext, bin_dir: Path, bucket: bandwidth.TokenBucket | No
     return copy_plan.decide(requested, measured.server, client, measured.link, caps, local=local)
 
 
-def run_copy(tc: TaskContext, prepare: Callable[[], Path], recorder: Recorder) -> None:
-    """The copy into the empty directory `prepare` returns (called again when the copy restarts)."""
+def run_copy(
+    tc: TaskContext, prepare: Callable[[], Path], recorder: Recorder, *, create_slot: bool = False
+) -> None:
+    """The copy into the empty directory `prepare` returns (called again when the copy restarts).
+    `create_slot`: the slot does not exist yet and the first pg_basebackup creates it."""
     inst = tc.instance()
     bin_dir = tc.ctx.provider.basebackup_dir(inst.major)
     bucket = bandwidth.host_bucket(tc.ctx.settings.copy_budget_kb)
@@ -160,7 +167,7 @@ def run_copy(tc: TaskContext, prepare: Callable[[], Path], recorder: Recorder) -
         tc.event(SECTION_BACKUP, plan.detail())
         recorder.started = time.monotonic()
         try:
-            _run_once(tc, target, recorder, plan, bin_dir, bucket, may_revise=True)
+            _run_once(tc, target, recorder, plan, bin_dir, bucket, may_revise=True, create_slot=create_slot)
         except _Revised as revised:
             tc.event(SECTION_BACKUP, revised.plan.detail())
             _end_earlier_stream(tc)
@@ -186,6 +193,7 @@ def _run_once(
     bucket: bandwidth.TokenBucket | None,
     *,
     may_revise: bool,
+    create_slot: bool = False,
 ) -> None:
     settings = tc.ctx.settings
     pacer = bandwidth.CopyPacer(bucket, settings.copy_budget_counts) if bucket is not None else None
@@ -250,6 +258,7 @@ def _run_once(
             relay_host=relay.listen_host if relay is not None else None,
             libpq_env=tc.source().tls.libpq_env(),
             write_behind=settings.copy_write_behind_seconds,
+            create_slot=create_slot,
         )
     finally:
         watch.stop()

@@ -46,9 +46,11 @@ def basebackup_argv(
     compression: CompressionMode | None = None,
     relay_host: str | None = None,
     sync: bool = True,
+    create_slot: bool = False,
 ) -> list[str]:
-    """Plain-format copy into `target` with WAL streamed through the existing physical `slot`.
-    No -R (cloudmig writes the standby settings itself), no -C (the engine creates the slot).
+    """Plain-format copy into `target` with WAL streamed through the physical `slot`, which exists
+    unless `create_slot` (then pg_basebackup 11+ creates it, -C, on its own WAL connection).
+    No -R (cloudmig writes the standby settings itself).
     `compression`: server-side compression (PostgreSQL 15+ on both ends); `relay_host`: connect to
     this address (pg/relay.py) instead, keeping the source's name for the passfile and TLS;
     `sync=False`: the caller makes the copy durable itself (pg/fssync.py)."""
@@ -69,6 +71,7 @@ def basebackup_argv(
         "stream",
         "-S",
         slot,
+        *(["-C"] if create_slot else []),
         "-c",
         "fast",
         "-P",
@@ -130,6 +133,7 @@ def run_basebackup(
     relay_host: str | None = None,
     runner: CommandRunner = SUBPROCESS,
     write_behind: float = 0.0,
+    create_slot: bool = False,
 ) -> None:
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
@@ -152,6 +156,7 @@ def run_basebackup(
                 compression=compression,
                 relay_host=relay_host,
                 sync=not own_sync,
+                create_slot=create_slot,
             ),
             passfile=passfile,
             user=user,

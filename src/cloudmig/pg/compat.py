@@ -21,6 +21,11 @@ def major_of_version_num(version_num: int) -> int:
     return version_num // 10000
 
 
+def basebackup_creates_slots(major: int) -> bool:
+    """pg_basebackup creates the slot it streams through (-C, --create-slot) since 11."""
+    return major >= 11
+
+
 # ---- standby configuration -----------------------------------------------------------------------------
 
 
