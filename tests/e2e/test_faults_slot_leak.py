@@ -42,9 +42,11 @@ def _fail_with_the_source_down(svc, source) -> tuple[str, int, str, dict]:
     def failed() -> dict | None:
         it = item(svc, instance_id, task_id)
         seen_disconnect.append(it["ReplicationState"] == "disconnect")
-        return it if it["Status"] == "failed" else None
+        # The task shows failed first, then its stage reverts (slot drop, reset): wait for the end.
+        reverted = "the migration can be retried" in it["Detail"]
+        return it if it["Status"] == "failed" and reverted else None
 
-    it = wait_for(failed, 90, interval=0.2, what="the task to fail")
+    it = wait_for(failed, 90, interval=0.2, what="the task to fail and be reverted")
     assert any(seen_disconnect), "the outage was never shown as disconnect"
     return instance_id, task_id, slot, it
 
