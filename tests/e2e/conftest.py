@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.faults import can_mount_tmpfs, tmpfs
 from tests.support.flows import MIGRATION_PASSWORD
 from tests.support.pgcluster import SourceCluster, make_base_dir
 from tests.support.service import Service
@@ -51,3 +53,27 @@ def make_source(e2e_base: Path) -> Iterator[Callable[..., SourceCluster]]:
     yield make
     for s in made:
         s.destroy()
+
+
+@pytest.fixture
+def small_disk_service(e2e_base: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
+    """A service whose instances dir is a small tmpfs: `request.param` is (its size, the storage
+    reserve), in MB."""
+    if not can_mount_tmpfs(e2e_base):
+        pytest.skip("mounting a tmpfs is not permitted here")
+    size_mb, reserve_mb = request.param
+    svc = Service(
+        make_base_dir("svc-", parent=e2e_base),
+        extra_env={
+            "CLOUDMIG_STORAGE_RESERVE_MB": str(reserve_mb),
+            "CLOUDMIG_STORAGE_CHECK_SECONDS": "1",
+            "CLOUDMIG_LEASE_SECONDS": "5",
+        },
+    )
+    svc.data_dir.mkdir(parents=True)
+    os.chmod(svc.data_dir, 0o711)
+    with tmpfs(svc.data_dir / "instances", size_mb):
+        try:
+            yield svc
+        finally:
+            svc.destroy()

@@ -9,7 +9,6 @@ copy that cannot fit is refused before it fills the disk.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -17,37 +16,13 @@ import pytest
 from alibabacloud_rds20140815 import models as rds
 
 from cloudmig.domain.lsn import parse_lsn
-from tests.support.faults import can_mount_tmpfs, cloudmig_slots, item, migrate_to_streaming, tmpfs
+from tests.support.faults import cloudmig_slots, item, migrate_to_streaming
 from tests.support.flows import create_instance, create_migration, instance_attribute, wait_for, wait_running
-from tests.support.pgcluster import make_base_dir
 from tests.support.service import Service
 
 pytestmark = pytest.mark.e2e
 
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def small_disk_service(e2e_base: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
-    """A service whose instances dir is a tmpfs of `request.param` MB (reserve, size)."""
-    if not can_mount_tmpfs(e2e_base):
-        pytest.skip("mounting a tmpfs is not permitted here")
-    size_mb, reserve_mb = request.param
-    svc = Service(
-        make_base_dir("svc-", parent=e2e_base),
-        extra_env={
-            "CLOUDMIG_STORAGE_RESERVE_MB": str(reserve_mb),
-            "CLOUDMIG_STORAGE_CHECK_SECONDS": "1",
-            "CLOUDMIG_LEASE_SECONDS": "5",
-        },
-    )
-    svc.data_dir.mkdir(parents=True)
-    os.chmod(svc.data_dir, 0o711)
-    with tmpfs(svc.data_dir / "instances", size_mb):
-        try:
-            yield svc
-        finally:
-            svc.destroy()
 
 
 def _free_mb(path: Path) -> float:

@@ -1,17 +1,20 @@
-"""The engine: a loop that keeps leases, hands claimed tasks to worker threads, and runs the
-periodic jobs (instance steps, slot drops and the orphan-slot sweep, the post-switch watch)."""
+"""The engine: a loop that keeps leases, hands claimed tasks to worker threads (and failed tasks
+whose revert was cut short, to run it again), and runs the periodic jobs (instance steps, slot
+drops and the orphan-slot sweep, the post-switch watch)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 
-from cloudmig.domain.enums import InstanceStatus
+from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskStatus
 from cloudmig.engine import instances, postswitch, slots
+from cloudmig.engine.stage import Stage
 from cloudmig.engine.taskctx import TaskContext
-from cloudmig.engine.worker import run_task
+from cloudmig.engine.worker import STAGES, finish_revert, run_task
 from cloudmig.runtime import AppContext
 from cloudmig.store import instances as instance_store
 from cloudmig.store import tasks as task_store
@@ -21,6 +24,9 @@ log = logging.getLogger(__name__)
 
 # How often Running instances no task works on are looked at (and started again when down).
 FREE_INSTANCE_CHECK_SECONDS = 10.0
+# A revert that failed again waits this long, doubled each time up to the maximum (in this process).
+REVERT_RETRY_SECONDS = 5.0
+MAX_REVERT_RETRY_SECONDS = 300.0
 
 
 class Periodic:
@@ -47,12 +53,16 @@ class Periodic:
 
 
 class Engine:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, stages: Mapping[MigrateStage, Stage] = STAGES) -> None:
         self.ctx = ctx
+        self.stages = stages
         self.owner = f"{uuid.uuid4()}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._workers: dict[int, tuple[threading.Thread, threading.Event]] = {}
+        # Failed tasks whose revert a worker here runs again: task id -> (attempts, not before).
+        self._reverts: dict[int, tuple[int, float]] = {}
+        self._reverting: set[int] = set()
         self._instance_workers: dict[str, threading.Thread] = {}
         self._free_instances_checked = float("-inf")
         self._lock = threading.Lock()
@@ -113,13 +123,18 @@ class Engine:
     def tick(self) -> None:
         s = self.ctx.settings
         now = self.ctx.now()
+        monotonic = self.ctx.clock.monotonic()
         with self._lock:
             for tid in [t for t, (th, _) in self._workers.items() if not th.is_alive()]:
                 del self._workers[tid]
+                if tid not in self._reverting:
+                    # A revert that failed in the task's own worker has said so: the next try waits.
+                    self._reverts[tid] = (1, monotonic + REVERT_RETRY_SECONDS)
+                self._reverting.discard(tid)
             held = task_store.renew_leases(self.ctx.db, self.owner, list(self._workers), now, s.lease_seconds)
             running = task_store.running_among(self.ctx.db, list(self._workers))
             for tid, (_, ev) in self._workers.items():
-                if tid not in held or tid not in running:
+                if tid not in held or (tid not in running and tid not in self._reverting):
                     # Someone else owns it now, or it was cancelled (instance deleted): stop touching it,
                     # killing a copy in progress.
                     ev.set()
@@ -132,13 +147,37 @@ class Engine:
                 th = threading.Thread(target=self._run_task, args=(tid, ev), name=f"task-{tid}", daemon=True)
                 self._workers[tid] = (th, ev)
                 th.start()
+            self._start_reverts(now, monotonic)
             self._tick_instances()
-            monotonic = self.ctx.clock.monotonic()
             if monotonic - self._free_instances_checked >= FREE_INSTANCE_CHECK_SECONDS:
                 self._free_instances_checked = monotonic
                 self._keep_free_instances_up()
         for job in self._periodic:
             job.tick(monotonic)
+
+    def _start_reverts(self, now: datetime, monotonic: float) -> None:
+        """Run again the reverts that were cut short (store.tasks.unreverted_ids), with back-off."""
+        s = self.ctx.settings
+        due = task_store.unreverted_ids(self.ctx.db, now)
+        for tid in [t for t in self._reverts if t not in due and t not in self._workers]:
+            del self._reverts[tid]  # done (or deleted)
+        for tid in due:
+            attempts, not_before = self._reverts.get(tid, (0, float("-inf")))
+            if tid in self._workers or monotonic < not_before:
+                continue
+            if not task_store.try_claim(
+                self.ctx.db, tid, self.owner, now, s.lease_seconds, TaskStatus.FAILED
+            ):
+                continue
+            delay = min(REVERT_RETRY_SECONDS * 2**attempts, MAX_REVERT_RETRY_SECONDS)
+            self._reverts[tid] = (attempts + 1, monotonic + delay)
+            ev = threading.Event()
+            th = threading.Thread(
+                target=self._revert_task, args=(tid, ev, attempts > 0), name=f"revert-{tid}", daemon=True
+            )
+            self._workers[tid] = (th, ev)
+            self._reverting.add(tid)
+            th.start()
 
     def _tick_instances(self) -> None:
         for name in [n for n, th in self._instance_workers.items() if not th.is_alive()]:
@@ -190,13 +229,26 @@ class Engine:
 
     # ---- one task --------------------------------------------------------------------------------
 
+    def _revert_task(self, task_id: int, stop: threading.Event, quiet: bool) -> None:
+        rec = task_store.get_task(self.ctx.db, task_id)
+        if rec is None:
+            return
+        tc = TaskContext(self.ctx, rec, stop)
+        try:
+            finish_revert(tc, self.stages, quiet=quiet)
+        except Exception:
+            log.exception("reverting failed task %s again failed", task_id)
+        finally:
+            tc.close_connections()
+            task_store.release_lease(self.ctx.db, task_id, self.owner)
+
     def _run_task(self, task_id: int, stop: threading.Event) -> None:
         rec = task_store.get_task(self.ctx.db, task_id)
         if rec is None:
             return
         tc = TaskContext(self.ctx, rec, stop)
         try:
-            run_task(tc, self._stop)
+            run_task(tc, self._stop, self.stages)
         finally:
             tc.close_connections()
             self.ctx.notifier.forget(task_id)

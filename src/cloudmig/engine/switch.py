@@ -24,7 +24,7 @@ from cloudmig.engine import fence, postswitch
 from cloudmig.engine.finish import finish
 from cloudmig.engine.gate import Comeback, prove_quiet
 from cloudmig.engine.outcome import Next, Outcome, Retry, Wait
-from cloudmig.engine.revert import undo_copy
+from cloudmig.engine.revert import release_instance, undo_copy
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.instances.managed import OBSERVE_CONNECT_TIMEOUT, ManagedInstance
 from cloudmig.pg import activity, probes, roles
@@ -351,7 +351,8 @@ class SwitchStage:
     def revert(self, tc: TaskContext) -> None:
         ev = tc.evidence()
         if ev.past_no_return:
-            return  # never: the promoted target is the data
+            release_instance(tc)  # never reset: the promoted target is the data
+            return
         fence.lift_fence(tc, ev)
         tc.instance().stop()
         undo_copy(tc)

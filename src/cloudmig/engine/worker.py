@@ -122,8 +122,41 @@ def fail(tc: TaskContext, stage: Stage, error: TaskFailure) -> None:
     """The task fails with `error` (Reason, ReasonCode), then its stage reverts what it left."""
     tc.event(SECTION_FAILURE, error.message)
     tc.update(status=TaskStatus.FAILED, reason=error.message, reason_code=error.code)
+    revert(tc, stage)
+
+
+def revert(tc: TaskContext, stage: Stage, *, quiet: bool = False) -> bool:
+    """Run the failed task's revert; False when a step of it failed (it is run again later, see
+    finish_revert). `quiet`: a repeated failure writes no Detail line again."""
     try:
         stage.revert(tc)
-    except Exception:
+        return True
+    except TaskChanged:
+        return True  # the task or its instance is gone (deleted): nothing left to revert
+    except Exception as exc:
         log.exception("reverting failed task %s (stage %s) failed", tc.task.id, stage.stage.value)
-        tc.event(SECTION_FAILURE, "Cleaning up after the failure did not complete; see the service log")
+        if not quiet:
+            tc.event(
+                SECTION_FAILURE,
+                "Cleaning up after the failure did not complete "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); cloudmig tries again",
+            )
+        return False
+
+
+def finish_revert(
+    tc: TaskContext, stages: Mapping[MigrateStage, Stage] = STAGES, *, quiet: bool = False
+) -> bool:
+    """Run again the revert of a failed task that was cut short (the service stopped half-way, or
+    one of its steps failed): every stage's revert is idempotent and ends by releasing the
+    instance (store.tasks.unreverted_ids). False when it failed again."""
+    try:
+        task = tc.refresh()
+    except TaskChanged:
+        return True  # deleted meanwhile: the deletion drops its slot
+    stage = stages.get(task.stage)
+    if task.status is not TaskStatus.FAILED or stage is None:
+        return True
+    if not quiet:
+        tc.event(SECTION_FAILURE, "Cleaning up after the failure, which had not completed")
+    return revert(tc, stage, quiet=quiet)

@@ -96,6 +96,17 @@ def _non_empty_reason(ctx: AppContext, inst: InstanceRecord) -> str | None:
     return "; ".join(problems) if problems else None
 
 
+def _in_use(ctx: AppContext, task_id: int) -> str:
+    task = task_store.get_task(ctx.db, task_id)
+    if task is not None and task.status is TaskStatus.FAILED:
+        return (
+            f"Migration task {task_id} failed and cloudmig is still cleaning up after it (its "
+            "replication slot, the instance's reset); try again once its Detail says the migration "
+            "can be retried."
+        )
+    return f"A migration task ({task_id}) is already using this instance."
+
+
 def create_migration_task(ctx: AppContext, req: SourceRequest) -> TaskRecord:
     inst = get_instance(ctx, req.instance_id)
     if inst.status is not InstanceStatus.RUNNING:
@@ -103,9 +114,7 @@ def create_migration_task(ctx: AppContext, req: SourceRequest) -> TaskRecord:
             f"The current instance state ({inst.status.value}) does not support this operation."
         )
     if inst.migration_task_id is not None:
-        raise errors.IncorrectInstanceState(
-            f"A migration task ({inst.migration_task_id}) is already using this instance."
-        )
+        raise errors.IncorrectInstanceState(_in_use(ctx, inst.migration_task_id))
     emptiness = _non_empty_reason(ctx, inst)
     if emptiness:
         raise errors.IncorrectInstanceState(f"The instance is not empty: {emptiness}.")

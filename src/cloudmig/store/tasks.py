@@ -108,13 +108,40 @@ def claimable_ids(engine: Engine, now: datetime) -> list[int]:
         ]
 
 
-def try_claim(engine: Engine, task_id: int, owner: str, now: datetime, ttl: float) -> bool:
+def unreverted_ids(engine: Engine, now: datetime) -> list[int]:
+    """Failed tasks whose revert has not finished, with no live lease: the revert's last step
+    releases the instance, so a failed task that still holds a Running instance was cut short (the
+    service stopped, or a step of the revert failed) and its revert is to be run again."""
+    with engine.connect() as c:
+        return [
+            int(i)
+            for i in c.execute(
+                select(tasks.c.id)
+                .join(instances, instances.c.migration_task_id == tasks.c.id)
+                .where(
+                    tasks.c.status == TaskStatus.FAILED.value,
+                    instances.c.status == InstanceStatus.RUNNING.value,
+                    or_(tasks.c.lease_owner.is_(None), tasks.c.lease_expires < now),
+                )
+            ).scalars()
+        ]
+
+
+def try_claim(
+    engine: Engine,
+    task_id: int,
+    owner: str,
+    now: datetime,
+    ttl: float,
+    status: TaskStatus = TaskStatus.RUNNING,
+) -> bool:
+    """Take the task's lease if it is in `status` and nobody else holds a live lease on it."""
     with engine.begin() as c:
         res = c.execute(
             update(tasks)
             .where(
                 tasks.c.id == task_id,
-                tasks.c.status == TaskStatus.RUNNING.value,
+                tasks.c.status == status.value,
                 or_(tasks.c.lease_owner.is_(None), tasks.c.lease_expires < now, tasks.c.lease_owner == owner),
             )
             .values(lease_owner=owner, lease_expires=now + timedelta(seconds=ttl))
