@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,6 +45,7 @@ from bench.common import (
     new_instance,
     progress_of,
     summarize,
+    warm_page_cache,
 )
 from bench.fullcopy import RawStandby, drop_inactive_slots
 
@@ -58,6 +59,9 @@ FIXED = ("none", "lz4", "zstd:1")
 POLL_SECONDS = 0.05
 LOAD_TPS = 100  # the application's writes during the copy
 TIMEOUT = 900
+# What each run writes into warm memory before it starts: the data set, its WAL and a server's start.
+WARM_SHARE = 1.25
+WARM_EXTRA_BYTES = 128 << 20
 
 MIXED_SQL = """
 CREATE TABLE mixed (id bigint PRIMARY KEY, created timestamptz, qty int, price numeric(10,2),
@@ -158,8 +162,11 @@ def write_load(ws: Workspace, src: SourceCluster, dataset: tuple[str, int]) -> I
 # ---- the methods ---------------------------------------------------------------------------------
 
 
-def run_raw(ws: Workspace, src: SourceCluster, tag: str, rx: Any) -> dict[str, Any]:
+def run_raw(
+    ws: Workspace, src: SourceCluster, tag: str, rx: Any, warm: Callable[[], float]
+) -> dict[str, Any]:
     raw = RawStandby(ws, src, f"bench_wan_{tag}")
+    warm()
     rx0 = rx()
     t0 = time.monotonic()
     try:
@@ -180,7 +187,13 @@ def run_raw(ws: Workspace, src: SourceCluster, tag: str, rx: Any) -> dict[str, A
 
 
 def run_cloudmig(
-    svc: Service, client: Any, src: SourceCluster, host: str, compression: str, rx: Any
+    svc: Service,
+    client: Any,
+    src: SourceCluster,
+    host: str,
+    compression: str,
+    rx: Any,
+    warm: Callable[[], float],
 ) -> dict[str, Any]:
     instance_id = new_instance(svc, client).dbinstance_id
     req = CreateCloudMigrationTaskRequest()
@@ -194,6 +207,7 @@ def run_cloudmig(
         ("CopyCompression", compression),
     ):
         req.add_query_param(name, value)
+    warm()  # after the instance's creation, right before the request
     rx0 = rx()
     t0 = time.monotonic()
     copy_done: float | None = None
@@ -248,8 +262,15 @@ def _measure_case(
     rx: Any,
     case: str,
     repeats: int,
+    size: int,
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in plan.methods}
+    # Memory as warm for every run (bench/common.py warm_page_cache): about what a copy writes.
+    warm_bytes = int(size * WARM_SHARE) + WARM_EXTRA_BYTES
+
+    def warm() -> float:
+        return warm_page_cache(ws.base, warm_bytes)
+
     for rep in range(repeats):
         k = rep % len(plan.methods)
         order = plan.methods[k:] + plan.methods[:k]
@@ -258,9 +279,9 @@ def _measure_case(
             os.sync()
             with write_load(ws, src, dataset):
                 if m == "raw":
-                    r = run_raw(ws, src, f"{rep}_{int(time.time())}", rx)
+                    r = run_raw(ws, src, f"{rep}_{int(time.time())}", rx, warm)
                 else:
-                    r = run_cloudmig(svc, client, src, host, m, rx)
+                    r = run_cloudmig(svc, client, src, host, m, rx, warm)
             runs[m].append(r)
             chosen = f" -> {r['chosen']}" if m == "auto" else ""
             log(
@@ -337,7 +358,9 @@ def _one_link(
         fill(src, dataset)
         size = int(src.scalar("SELECT sum(pg_database_size(oid)) FROM pg_database"))
         log(f"  {case}: source ready ({size / 1e6:.0f} MB in all databases) in {time.monotonic() - t:.1f} s")
-        runs = _measure_case(ws, svc, client, plan, src, host, dataset, rx, case, plan.repeats_for(rate))
+        runs = _measure_case(
+            ws, svc, client, plan, src, host, dataset, rx, case, plan.repeats_for(rate), size
+        )
     return {
         "link": label,
         "rate_mbit": rate,
@@ -468,7 +491,7 @@ def render(res: Result) -> str:
     lines = [
         f"Links: {', '.join(p['links'])} (veth into a network namespace with `tc tbf`; loopback unconstrained). "
         f"Data sets: {', '.join(p['datasets'])} (pgbench scale; mixed: rows of ints, timestamps, numerics, "
-        f"codes and md5 text, with two indexes, vacuumed after loading as pgbench -i does){_larger_text(p)}. {_repeats_text(p)}, methods alternating, each run after a `sync`; "
+        f"codes and md5 text, with two indexes, vacuumed after loading as pgbench -i does){_larger_text(p)}. {_repeats_text(p)}, methods alternating, each run after a `sync` and right after a write of 1.25x the data set plus 128 MB into a file it removes (memory equally warm for every method, see `warm_page_cache`); "
         f"`pgbench -R {p['load_tps']}` writes on the source during every copy. Times are from the start "
         "until the standby streams: median (min-max, n); pg_basebackup itself: the raw run's, and cloudmig's "
         "Progress.BaseBackup.ElapsedSeconds. Catch-up: copy done until streaming, as a client polling "

@@ -1,4 +1,7 @@
-"""SIGKILL of the service while a failed task's revert runs.
+"""A failed task's revert cut short is run again to its end: after a SIGKILL of the service, and
+while a fence left up cannot be lifted yet.
+
+SIGKILL while a failed task's revert runs:
 
 The task fails (its instance's disk below the storage reserve) while the source's postmaster is
 frozen, so the revert's slot drop waits on a connection to it; the service is killed there. The
@@ -6,6 +9,11 @@ store then says: failed, the instance still held by the task, its slot still on 
 a restart the revert is run again to its end: the slot is gone, the instance is an empty running
 cluster again and a new migration on it is accepted and streams. Before, nothing ran it again and
 every new migration on the instance was refused for good.
+
+A fence left up: a switchover is given up while the source's postmaster is frozen, so its fence
+stays up; the task then fails (the disk). Its revert lifts the fence first and waits for the
+source: once the source answers, the fence is lifted and only then the instance reset and released.
+Before, the revert reset the instance and left the source read-only for new sessions.
 """
 
 from __future__ import annotations
@@ -18,7 +26,15 @@ from typing import Any
 import pytest
 from Tea.exceptions import TeaException
 
-from tests.support.faults import cloudmig_slots, item, migrate_to_streaming, postmaster_pid, stopped
+from tests.support.cutover import activate, evidence, grant_fence, new_sessions_read_only
+from tests.support.faults import (
+    cloudmig_slots,
+    connect_target,
+    item,
+    migrate_to_streaming,
+    postmaster_pid,
+    stopped,
+)
 from tests.support.flows import create_migration, wait_for, wait_streaming
 
 pytestmark = pytest.mark.e2e
@@ -94,3 +110,67 @@ def test_sigkill_during_a_failed_tasks_revert(small_disk_service: Any, make_sour
     new_task = create_migration(client, instance_id, source).task_id
     assert new_task != task_id
     wait_streaming(client, instance_id, new_task)
+
+
+@pytest.mark.parametrize("small_disk_service", [(384, RESERVE_MB)], indirect=True)
+def test_a_fence_left_up_is_lifted_before_the_instance_is_released(
+    small_disk_service: Any, make_source: Any
+) -> None:
+    svc = small_disk_service
+    svc.extra_env.update(CLOUDMIG_SWITCH_CATCHUP_TIMEOUT="10", CLOUDMIG_SWITCH_VERDICT_SECONDS="1")
+    svc.start()
+    source = make_source(scale=1)
+    grant_fence(source)
+    client, instance_id, attr, task_id = migrate_to_streaming(svc, source)
+    # Replay held: the switch fences the source and waits for the target past its timeout.
+    with connect_target(svc, instance_id, int(attr.port)) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    source.sql("CREATE TABLE behind_the_cut AS SELECT 1 AS x")
+    activate(client, instance_id)
+    wait_for(
+        lambda: evidence(svc, instance_id, task_id).get("FenceState") == "up",
+        60,
+        interval=0.05,
+        what="the fence to be up",
+    )
+
+    with stopped(postmaster_pid(source.pgdata)):
+        # Given up while the source takes no new connection: the fence cannot be lifted.
+        wait_for(
+            lambda: "Switchover aborted" in item(svc, instance_id, task_id)["Detail"],
+            90,
+            interval=0.2,
+            what="the switchover to be given up",
+        )
+        assert evidence(svc, instance_id, task_id).get("FenceState") in ("up", "lifting")
+        filler = _fill_below_the_reserve(svc.data_dir / "instances")
+        failed = wait_for(
+            lambda: (it := item(svc, instance_id, task_id))["Status"] == "failed" and it,
+            60,
+            interval=0.1,
+            what="the task to fail",
+        )
+        assert failed["ReasonCode"] == "StorageQuotaExceeded", failed["Reason"]
+        # The revert waits for the source: the instance is held meanwhile.
+        wait_for(
+            lambda: "did not complete" in item(svc, instance_id, task_id)["Detail"],
+            60,
+            interval=0.2,
+            what="the revert to say it waits",
+        )
+        assert _holder(svc, instance_id) == task_id
+        filler.unlink()
+
+    detail = wait_for(
+        lambda: (
+            (d := item(svc, instance_id, task_id)["Detail"]) and "the migration can be retried" in d and d
+        ),
+        90,
+        interval=0.2,
+        what="the revert to end once the source answers",
+    )
+    assert not new_sessions_read_only(source), "the source was left read-only"
+    assert detail.index("Fence lifted") < detail.index("The instance was reset"), detail
+    assert evidence(svc, instance_id, task_id).get("FenceState") == "lifted"
+    assert _holder(svc, instance_id) is None
+    wait_for(lambda: cloudmig_slots(source) == [], 60, what="the slot to be dropped")

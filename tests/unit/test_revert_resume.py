@@ -1,9 +1,11 @@
 """A failed task's revert that was cut short (the service killed half-way, a step that failed) is
 found from the store and run again until it has released the instance; a new migration asked for
-meanwhile is told why it must wait. Fake stages, a fake clock, a real SQLite store."""
+meanwhile is told why it must wait; an instance a succeeded task still holds is released. Fake
+stages, a fake clock, a real SQLite store."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,11 +16,13 @@ from tests.unit.engine_fakes import INSTANCE, FakeClock, add_migration, make_con
 
 from cloudmig import errors
 from cloudmig.domain.enums import InstanceStatus, MigrateStage, TaskStatus
+from cloudmig.domain.switchover import FenceState, SwitchEvidence
+from cloudmig.engine.increment import IncrementStage
 from cloudmig.engine.loop import Engine
 from cloudmig.engine.outcome import Fail, Outcome
 from cloudmig.engine.revert import release_instance
 from cloudmig.engine.taskctx import TaskContext
-from cloudmig.engine.worker import finish_revert, run_task
+from cloudmig.engine.worker import fail, finish_revert, run_task
 from cloudmig.errors import StorageQuotaExceeded
 from cloudmig.runtime import AppContext
 from cloudmig.services import migrations
@@ -174,3 +178,36 @@ def test_the_engine_runs_a_cut_short_revert_again_with_back_off(ctx: AppContext)
     clock.advance(600)
     _tick(engine)
     assert stage.reverted == 3 and engine._reverts == {}
+
+
+def test_a_fence_left_up_keeps_the_revert_pending_while_the_source_does_not_answer(ctx: AppContext) -> None:
+    """A switchover given up while the source did not answer left its fence up; the task then
+    fails. Its revert lifts the fence before anything else, and while the source does not answer
+    the instance stays held, so that the revert is run again once it does."""
+    with socket.socket() as s:  # a port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    task_id = add_migration(ctx, MigrateStage.INCREMENT)
+    left_up = SwitchEvidence(fence="alter_system", fence_state=FenceState.UP, fence_previous="off")
+    task_store.update_task(ctx.db, task_id, ctx.now(), source_port=closed_port, evidence=left_up.to_json())
+
+    fail(_tc(ctx, task_id), IncrementStage(), StorageQuotaExceeded("the disk is full"))
+    task = task_store.get_task(ctx.db, task_id)
+    assert task is not None and task.status is TaskStatus.FAILED
+    assert SwitchEvidence.load(task.evidence).fence_state is FenceState.LIFTING
+    assert _holder(ctx) == task_id and task_store.unreverted_ids(ctx.db, ctx.now()) == [task_id]
+    assert _events(ctx, task_id)[-1].startswith(
+        "Cleaning up after the failure did not complete (OperationalError"
+    )
+
+
+def test_an_instance_still_held_by_a_succeeded_task_is_released(ctx: AppContext) -> None:
+    """The switchover's last steps mark the task succeeded, then release the instance: a service
+    killed in between left a new primary that the engine would not start again."""
+    task_id = add_migration(ctx, MigrateStage.SWITCH)
+    assert inst_store.release_succeeded(ctx.db, ctx.now()) == []  # running: its own
+    task_store.update_task(ctx.db, task_id, ctx.now(), status=TaskStatus.FAILED)
+    assert inst_store.release_succeeded(ctx.db, ctx.now()) == []  # failed: its revert releases it
+    task_store.update_task(ctx.db, task_id, ctx.now(), status=TaskStatus.SUCCEEDED)
+    Engine(ctx)._keep_free_instances_up()
+    assert _holder(ctx) is None

@@ -301,7 +301,10 @@ class IncrementStage:
         return None
 
     def revert(self, tc: TaskContext) -> None:
-        # The standby goes first (its walsender would hold the slot), and the slot goes whatever
+        # A fence a given-up switchover left up is lifted first: while the source does not answer,
+        # the revert stops here, the instance still held, and is run again (engine/loop.py).
+        fence.lift_fence(tc, tc.evidence())
+        # Then the standby (its walsender would hold the slot), and the slot goes whatever
         # happens to the standby: it protects the source.
         try:
             tc.instance().halt()

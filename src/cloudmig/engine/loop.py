@@ -197,6 +197,8 @@ class Engine:
         whose server crashed after its switchover); a task's own stages keep its instance running.
         One thread for the batch, registered as each instance's worker: no deletion of these
         instances starts while it runs."""
+        for inst_id in instance_store.release_succeeded(self.ctx.db, self.ctx.now()):
+            log.warning("instance %s was still held by its finished migration; released it", inst_id)
         free = [
             inst
             for inst in instance_store.in_status(self.ctx.db, InstanceStatus.RUNNING)

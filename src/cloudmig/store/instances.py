@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 
-from cloudmig.domain.enums import InstanceStatus
+from cloudmig.domain.enums import InstanceStatus, TaskStatus
 from cloudmig.store.records import InstanceRecord
 from cloudmig.store.tables import instances, task_events, tasks
 
@@ -86,6 +86,27 @@ def release_migration(engine: Engine, instance_id: str, task_id: int, now: datet
             .where(instances.c.id == instance_id, instances.c.migration_task_id == task_id)
             .values(migration_task_id=None, modified_at=now)
         )
+
+
+def release_succeeded(engine: Engine, now: datetime) -> list[str]:
+    """Release the instances still held by a task that succeeded (a service stopped between the
+    switchover's last step and the release): held, a new primary would not be started again when
+    its server goes down (engine/loop.py keeps only free instances up)."""
+    done = select(tasks.c.id).where(tasks.c.status == TaskStatus.SUCCEEDED.value)
+    with engine.begin() as c:
+        held = [
+            str(i)
+            for i in c.execute(
+                select(instances.c.id).where(instances.c.migration_task_id.in_(done))
+            ).scalars()
+        ]
+        if held:
+            c.execute(
+                update(instances)
+                .where(instances.c.id.in_(held), instances.c.migration_task_id.in_(done))
+                .values(migration_task_id=None, modified_at=now)
+            )
+    return held
 
 
 def delete_instance(engine: Engine, instance_id: str) -> None:
