@@ -61,6 +61,24 @@ def _holder(svc: Any, instance_id: str) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
+def _failed(svc: Any, instance_id: str, task_id: int) -> dict[str, Any]:
+    def failed() -> dict[str, Any] | None:
+        it = item(svc, instance_id, task_id)
+        return it if it["Status"] == "failed" else None
+
+    return wait_for(failed, 60, interval=0.05, what="the task to fail")
+
+
+def _reverted(svc: Any, instance_id: str, task_id: int, what: str) -> str:
+    """The Detail once the revert has ended (its last line says the migration can be retried)."""
+
+    def ended() -> str | None:
+        detail = str(item(svc, instance_id, task_id)["Detail"])
+        return detail if "the migration can be retried" in detail else None
+
+    return wait_for(ended, 90, interval=0.2, what=what)
+
+
 @pytest.mark.parametrize("small_disk_service", [(384, RESERVE_MB)], indirect=True)
 def test_sigkill_during_a_failed_tasks_revert(small_disk_service: Any, make_source: Any) -> None:
     svc = small_disk_service
@@ -73,12 +91,7 @@ def test_sigkill_during_a_failed_tasks_revert(small_disk_service: Any, make_sour
 
     with stopped(postmaster_pid(source.pgdata)):
         filler = _fill_below_the_reserve(svc.data_dir / "instances")
-        failed = wait_for(
-            lambda: (it := item(svc, instance_id, task_id))["Status"] == "failed" and it,
-            60,
-            interval=0.05,
-            what="the task to fail",
-        )
+        failed = _failed(svc, instance_id, task_id)
         # Meanwhile a new migration on the instance is refused, saying why.
         with pytest.raises(TeaException) as refused:
             create_migration(svc.tea(), instance_id, source)
@@ -94,14 +107,7 @@ def test_sigkill_during_a_failed_tasks_revert(small_disk_service: Any, make_sour
 
     svc.start()
     client = svc.tea()
-    detail = wait_for(
-        lambda: (
-            (d := item(svc, instance_id, task_id)["Detail"]) and "the migration can be retried" in d and d
-        ),
-        90,
-        interval=0.2,
-        what="the revert to be run again to its end",
-    )
+    detail = _reverted(svc, instance_id, task_id, "the revert to be run again to its end")
     assert "Cleaning up after the failure, which had not completed" in detail
     assert _holder(svc, instance_id) is None
     wait_for(lambda: cloudmig_slots(source) == [], 60, what="the slot to be dropped")
@@ -144,12 +150,7 @@ def test_a_fence_left_up_is_lifted_before_the_instance_is_released(
         )
         assert evidence(svc, instance_id, task_id).get("FenceState") in ("up", "lifting")
         filler = _fill_below_the_reserve(svc.data_dir / "instances")
-        failed = wait_for(
-            lambda: (it := item(svc, instance_id, task_id))["Status"] == "failed" and it,
-            60,
-            interval=0.1,
-            what="the task to fail",
-        )
+        failed = _failed(svc, instance_id, task_id)
         assert failed["ReasonCode"] == "StorageQuotaExceeded", failed["Reason"]
         # The revert waits for the source: the instance is held meanwhile.
         wait_for(
@@ -161,14 +162,7 @@ def test_a_fence_left_up_is_lifted_before_the_instance_is_released(
         assert _holder(svc, instance_id) == task_id
         filler.unlink()
 
-    detail = wait_for(
-        lambda: (
-            (d := item(svc, instance_id, task_id)["Detail"]) and "the migration can be retried" in d and d
-        ),
-        90,
-        interval=0.2,
-        what="the revert to end once the source answers",
-    )
+    detail = _reverted(svc, instance_id, task_id, "the revert to end once the source answers")
     assert not new_sessions_read_only(source), "the source was left read-only"
     assert detail.index("Fence lifted") < detail.index("The instance was reset"), detail
     assert evidence(svc, instance_id, task_id).get("FenceState") == "lifted"
