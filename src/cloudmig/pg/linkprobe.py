@@ -19,7 +19,7 @@ import psycopg
 
 _ROW_BYTES = 64 * 1024  # one COPY message per row: the resolution of the timing
 _WARMUP_BYTES = 512 * 1024
-# The decision only tells links at 6, 60 and 150 MB/s apart (copy_plan.py), so a
+# The decision only tells links at 6, 60 and 200 MB/s apart (copy_plan.py), so a
 # twentieth of a second is plenty; every byte of the probe delays the copy on the same link (a 0.25 s
 # target sized from an optimistic warm-up sent 54 MB, 0.45 s, over 1 Gbit/s; 0.1 s sent 16 MB in
 # 0.14 s, longer than the assessment it runs beside).
