@@ -3,7 +3,8 @@
 Failures that may pass (the source down, a copy broken off) are retried with back-off for
 `retry_seconds` (the replication link state says `disconnect` meanwhile); then the stage decides
 (most fail, increment keeps waiting, a switchover is given up or, past the point of no return,
-keeps finishing). A failed task's stage reverts what it left behind.
+keeps finishing). A failed task's stage reverts what it left behind; a revert cut short (the
+service killed, a step that failed) is run again by the engine loop (`finish_revert`).
 """
 
 from __future__ import annotations
