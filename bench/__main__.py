@@ -69,7 +69,12 @@ def _background_load(seconds: float) -> dict[str, Any]:
     with MachineLoad() as ml:
         time.sleep(seconds)
     d = ml.as_dict()
-    return {"cpu_busy_pct": d["cpu_busy_pct"], "seconds": seconds, "loadavg": d["loadavg_start"]}
+    return {
+        "cpu_busy_pct": d["cpu_busy_pct"],
+        "cpu_stolen_pct": d["cpu_stolen_pct"],
+        "seconds": seconds,
+        "loadavg": d["loadavg_start"],
+    }
 
 
 def run_one(name: str, mode: Mode) -> Result:

@@ -356,17 +356,21 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def total_cpu_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+def total_cpu_seconds() -> tuple[float, float, float]:
+    """(busy, total, stolen) CPU seconds of the whole machine since boot, from /proc/stat. Stolen:
+    time a virtual CPU was ready to run but its host ran something else (counted as busy too)."""
     parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    vals = [int(x) for x in parts]
+    # user nice system idle iowait irq softirq steal; guest time is already in user and nice.
+    vals = [int(x) for x in parts[:8]]
     idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    steal = vals[7] if len(vals) > 7 else 0
     ticks = os.sysconf("SC_CLK_TCK")
-    return (sum(vals) - idle) / ticks, sum(vals) / ticks
+    return (sum(vals) - idle) / ticks, sum(vals) / ticks, steal / ticks
 
 
 class MachineLoad:
-    """Busy share of all CPUs over a stretch of time (how much else ran while we measured)."""
+    """Busy share of all CPUs over a stretch of time (how much else ran while we measured), and the
+    share the host took (steal): runs under much steal are slower and compare only among themselves."""
 
     def __enter__(self) -> MachineLoad:
         self.start = total_cpu_seconds()
@@ -375,13 +379,16 @@ class MachineLoad:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        busy, total = total_cpu_seconds()
-        self.busy_pct = (busy - self.start[0]) / max(total - self.start[1], 1e-9) * 100
+        busy, total, stolen = total_cpu_seconds()
+        elapsed = max(total - self.start[1], 1e-9)
+        self.busy_pct = (busy - self.start[0]) / elapsed * 100
+        self.stolen_pct = (stolen - self.start[2]) / elapsed * 100
         self.load_end = os.getloadavg()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "cpu_busy_pct": round(getattr(self, "busy_pct", float("nan")), 1),
+            "cpu_stolen_pct": round(getattr(self, "stolen_pct", float("nan")), 1),
             "loadavg_start": self.load_start,
             "loadavg_end": getattr(self, "load_end", None),
         }

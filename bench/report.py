@@ -49,9 +49,11 @@ def render_run(run: dict[str, Any], results: dict[str, Result], plot_dir: str | 
         f"Python {m['python']}; {m['postgresql']}; pgcopydb: {m['pgcopydb']}.",
         f"- cloudmig {run.get('git', '?')}; `{shlex.join(['python', '-m', 'bench', *_argv(run.get('argv', []))])}`, "
         f"{run['seconds'] / 60:.1f} min in all.",
-        f"- Load from others before the run: {bg.get('cpu_busy_pct', '?')}% of all CPUs busy over "
-        f"{bg.get('seconds', '?')} s, load average {_loadavg(bg.get('loadavg'))}. Each benchmark's row below "
-        "gives the CPU busy share during it (its own work included).",
+        f"- Load from others before the run: {_pct(bg.get('cpu_busy_pct'))} of all CPUs busy "
+        f"({_pct(bg.get('cpu_stolen_pct'))} taken by the host) over {bg.get('seconds', '?')} s, load average "
+        f"{_loadavg(bg.get('loadavg'))}. Each benchmark's row below gives the CPU busy share during it (its "
+        "own work included) and the share the host took from this VM's CPUs (steal: runs under much of "
+        "it are slower and compare only among themselves).",
     ]
     if run.get("note"):
         lines.append(f"- Note: {run['note']}")
@@ -59,17 +61,17 @@ def render_run(run: dict[str, Any], results: dict[str, Result], plot_dir: str | 
         lines.append(f"- A new instance ended Failed and was replaced: `{f[:300]}`")
     lines += [
         "",
-        "| benchmark | took | CPUs busy during it | load average (start → end) |",
-        "|---|---|---|---|",
+        "| benchmark | took | CPUs busy during it | taken by the host | load average (start → end) |",
+        "|---|---|---|---|---|",
     ]
     for r in results.values():
         if r.skipped:
-            lines.append(f"| {r.title} | skipped: {r.skipped} | | |")
+            lines.append(f"| {r.title} | skipped: {r.skipped} | | | |")
             continue
         ld = r.load or {}
         lines.append(
-            f"| {r.title} | {r.seconds:.0f} s | {ld.get('cpu_busy_pct', '-')}% | "
-            f"{_loadavg(ld.get('loadavg_start'))} → {_loadavg(ld.get('loadavg_end'))} |"
+            f"| {r.title} | {r.seconds:.0f} s | {_pct(ld.get('cpu_busy_pct'))} | "
+            f"{_pct(ld.get('cpu_stolen_pct'))} | {_loadavg(ld.get('loadavg_start'))} → {_loadavg(ld.get('loadavg_end'))} |"
         )
     lines += [
         "",
@@ -114,6 +116,11 @@ def _argv(argv: list[str]) -> list[str]:
         elif not a.startswith("--note="):
             out.append(a)
     return out
+
+
+def _pct(v: Any) -> str:
+    """A share in percent, or "-" where the run did not record it (runs before steal was read)."""
+    return "-" if v is None else f"{v}%"
 
 
 def _loadavg(v: Any) -> str:
