@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -139,6 +139,20 @@ class Settings(BaseSettings):
     copy_compression: str = Field(default="auto", pattern=COPY_COMPRESSION_PATTERN)
     copy_budget_kb: int = Field(default=0, ge=0)
     copy_budget_counts: Literal["wire", "source"] = "wire"
+    # Where `auto` changes mode, in MB/s (10^6 bytes) of the link: uncompressed from the first, lz4
+    # from the second, zstd below. The defaults fit a 2-vCPU machine (engine/copy_plan.py); a source
+    # whose one compressor thread is faster, or slower, moves them.
+    copy_auto_none_from_mb: float = Field(default=200.0, gt=0)
+    copy_auto_lz4_from_mb: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _auto_bounds_in_order(self) -> Settings:
+        if self.copy_auto_lz4_from_mb > self.copy_auto_none_from_mb:
+            raise ValueError(
+                f"copy_auto_lz4_from_mb ({self.copy_auto_lz4_from_mb:g}) must not be above "
+                f"copy_auto_none_from_mb ({self.copy_auto_none_from_mb:g})"
+            )
+        return self
 
     @property
     def sqlite_path(self) -> Path:

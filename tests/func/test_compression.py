@@ -295,6 +295,37 @@ def test_auto_restarts_uncompressed_when_the_compressed_copy_falls_behind_the_li
         assert_target_follows(src, attr)
 
 
+def test_auto_restarts_lz4_with_zstd_when_the_link_holds_it_back(base: Path) -> None:
+    """An lz4 copy whose wire runs at the link's rate has the link as its limit: auto restarts it
+    once with zstd level 1, whose higher ratio moves more data through the same link. On this
+    machine auto picks lz4 only from 60 MB/s, where such a copy would need gigabytes to last long
+    enough to be worth a restart; the setting that moves that boundary (as for a source CPU faster
+    than the benchmark's) makes a 2 MB/s link an lz4 link. The copy of about 200 MB would take
+    some 45 s with lz4's ratio: its first seconds show the link as the limit, the restart pays."""
+    svc = Service(
+        make_base_dir("svc-", parent=base), extra_env={"CLOUDMIG_COPY_AUTO_LZ4_FROM_MB": "1"}
+    ).start()
+    try:
+        with _source_behind(base, 16, rows=1_000_000) as (link, src):
+            iid, task_id, attr = start_migration(svc, link.ns_addr, src.port)
+            it = wait_streaming(svc, iid, task_id, timeout=300)
+            bb = copy_progress(it)
+            assert (bb["Compression"], bb["CompressionRequested"]) == ("zstd:1", "auto"), bb
+            assert 1e6 < bb["LinkBytesPerSecond"] < 2.5e6, bb  # 16 Mbit/s, measured
+            assert (
+                "the link is the limit; restarting with zstd:1's higher ratio" in bb["CompressionReason"]
+            ), bb
+            first = "Copy with server-side lz4 (CopyCompression auto): measured link"
+            assert first in it["Detail"] and "a link of 1.0 MB/s or more" in it["Detail"], it["Detail"]
+            assert it["Detail"].count("Copy with server-side") == 2, it["Detail"]
+            assert bb["CompressionRatio"] > 2.0, bb  # zstd level 1's, above lz4's 1.9 on this data
+            # The first copy's WAL stream is gone: the standby is the slot's only reader.
+            assert src.sql("SELECT count(*) FROM pg_stat_replication")[0][0] == 1
+            assert_target_follows(src, attr)
+    finally:
+        svc.destroy()
+
+
 def test_auto_does_not_compress_on_loopback(service: Service, local_source: SourceCluster) -> None:
     iid, task_id, attr = start_migration(service, "127.0.0.1", local_source.port)
     it = wait_streaming(service, iid, task_id)

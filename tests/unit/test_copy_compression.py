@@ -81,6 +81,29 @@ def test_auto_by_link(link: float, mode: str) -> None:
     assert str(plan.if_link_bound) == ("zstd:1" if mode == "lz4" else "None")
 
 
+def test_settings_move_the_boundaries_of_auto() -> None:
+    """A source CPU unlike the benchmark's: the operator moves where auto changes mode."""
+    from pydantic import ValidationError
+
+    from cloudmig.settings import Settings
+
+    s = Settings(copy_auto_none_from_mb=400, copy_auto_lz4_from_mb=2)
+    bounds = copy_plan.AutoBounds.from_mb(s.copy_auto_none_from_mb, s.copy_auto_lz4_from_mb)
+    auto = parse_mode("auto")
+    assert str(copy_plan.decide(auto, PG15, BOTH, 300 * MB, bounds=bounds).mode) == "lz4"
+    assert str(copy_plan.decide(auto, PG15, BOTH, 400 * MB, bounds=bounds).mode) == "none"
+    small = copy_plan.decide(auto, PG15, BOTH, 3 * MB, bounds=bounds)
+    assert (str(small.mode), str(small.if_link_bound)) == ("lz4", "zstd:1")
+    assert "a link of 2.0 MB/s or more" in small.reason, small.reason
+    assert str(copy_plan.decide(auto, PG15, BOTH, 1.9 * MB, bounds=bounds).mode) == "zstd:3"
+    mid = copy_plan.AutoBounds.from_mb(200, 20)
+    assert "below 20.0 MB/s" in copy_plan.decide(auto, PG15, BOTH, 19 * MB, bounds=mid).reason
+    with pytest.raises(ValidationError, match="must not be above copy_auto_none_from_mb"):
+        Settings(copy_auto_none_from_mb=50, copy_auto_lz4_from_mb=60)
+    with pytest.raises(ValidationError):
+        Settings(copy_auto_lz4_from_mb=0)
+
+
 def test_a_source_on_this_machine_is_not_compressed() -> None:
     plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, None, local="127.0.0.1")
     assert (str(plan.mode), plan.reason) == (

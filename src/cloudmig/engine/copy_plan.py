@@ -56,6 +56,20 @@ STRONGER = CompressionMode("zstd", 1)
 
 
 @dataclass(frozen=True)
+class AutoBounds:
+    """Where an automatic choice changes mode, in bytes/s of the link: uncompressed from
+    `none_from`, lz4 from `lz4_from`, zstd level 1 below it (level 3 below ZSTD3_LINK). Settings
+    move them for source CPUs unlike the benchmark's (`copy_auto_none_from_mb`, `..._lz4_from_mb`)."""
+
+    none_from: float = FAST_LINK
+    lz4_from: float = LZ4_LINK
+
+    @classmethod
+    def from_mb(cls, none_from: float, lz4_from: float) -> AutoBounds:
+        return cls(none_from * MB, lz4_from * MB)
+
+
+@dataclass(frozen=True)
 class SourceMeasurement:
     """What the decision needs from the source: its compression support and the link's rate (None
     when not measured), for the requested mode and local address it was made for."""
@@ -107,19 +121,22 @@ def unsupported(requested: CompressionMode, server: ServerSupport, client: froze
     return ""
 
 
-def _auto_mode(rate: float, server: ServerSupport, client: frozenset[str]) -> tuple[CompressionMode, str]:
-    if rate >= FAST_LINK:
+def _auto_mode(
+    rate: float, server: ServerSupport, client: frozenset[str], bounds: AutoBounds
+) -> tuple[CompressionMode, str]:
+    if rate >= bounds.none_from:
         return NONE, "faster than one server compressor thread; compression would slow the copy"
-    if rate >= LZ4_LINK:
+    if rate >= bounds.lz4_from:
         wanted = CompressionMode("lz4")
         why = (
-            f"at lz4's ratio a link of {mb(LZ4_LINK)} or more leaves the compressors, not the link, "
-            "as the limit, and lz4 costs the least CPU"
+            f"at lz4's ratio a link of {mb(bounds.lz4_from)} or more leaves the compressors, not the "
+            "link, as the limit, and lz4 costs the least CPU"
         )
     elif rate < ZSTD3_LINK:
         wanted, why = CompressionMode("zstd", 3), "slow enough for zstd level 3's higher ratio"
     else:
-        wanted, why = STRONGER, f"zstd level 1's ratio moves the most data on links below {mb(LZ4_LINK)}"
+        wanted = STRONGER
+        why = f"zstd level 1's ratio moves the most data on links below {mb(bounds.lz4_from)}"
     if not unsupported(wanted, server, client):
         return wanted, why
     other = STRONGER if wanted.algorithm == "lz4" else CompressionMode("lz4")
@@ -149,10 +166,12 @@ def decide(
     caps: dict[str, float] | None = None,
     *,
     local: str | None = None,
+    bounds: AutoBounds = AutoBounds(),
 ) -> CopyPlan:
     """The mode for this copy. `link`: measured bytes/s (None when not measured); `caps`: rate
     limits on the wire in bytes/s by name (a per-task max rate, the host budget's share); `local`:
-    the source's address when it is on this machine (then there is no link to spare)."""
+    the source's address when it is on this machine (then there is no link to spare); `bounds`:
+    where auto changes mode."""
     rate, rate_name = effective_link(link, caps or {})
     if not requested.auto:
         if not requested.compressed:
@@ -171,7 +190,7 @@ def decide(
         return CopyPlan(NONE, requested, f"{why} and lz4; copying uncompressed", rate, fallback=why)
     if rate is None:
         return CopyPlan(NONE, requested, "the link could not be measured; copying uncompressed", rate)
-    mode, why = _auto_mode(rate, server, client)
+    mode, why = _auto_mode(rate, server, client, bounds)
     stronger = STRONGER if mode.algorithm == "lz4" and not unsupported(STRONGER, server, client) else None
     return CopyPlan(mode, requested, f"{rate_name} {mb(rate)}: {why}", rate, if_link_bound=stronger)
 

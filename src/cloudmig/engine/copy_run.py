@@ -150,7 +150,11 @@ def plan_copy(tc: TaskContext, bin_dir: Path, bucket: bandwidth.TokenBucket | No
             measured = None  # measured again below, where a failure is the copy's
     if measured is None or measured.made_for != (str(requested), wanted):
         measured = _measure(tc, requested, client, wanted)
-    return copy_plan.decide(requested, measured.server, client, measured.link, caps, local=local)
+    s = tc.ctx.settings
+    bounds = copy_plan.AutoBounds.from_mb(s.copy_auto_none_from_mb, s.copy_auto_lz4_from_mb)
+    return copy_plan.decide(
+        requested, measured.server, client, measured.link, caps, local=local, bounds=bounds
+    )
 
 
 def run_copy(
