@@ -112,8 +112,8 @@ def plan_for(mode: Mode) -> Plan:
         # 6-7 run sample to the next on this kind of machine; over 1 Gbit/s, auto and zstd:1 (the
         # same mode) came out 1.51 s and 1.10 s in five runs each: more runs, each cheap.
         short_copy_repeats=11,
-        # pgbench 60: 900 MB, a copy of about 2 s on loopback.
-        larger=(("pgbench", 60),),
+        # pgbench 60 and 5 million mixed rows: about 900 MB each, a copy of about 2 s on loopback.
+        larger=(("pgbench", 60), ("mixed", 5_000_000)),
     )
 
 

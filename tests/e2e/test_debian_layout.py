@@ -18,7 +18,7 @@ import pytest
 from alibabacloud_rds20140815 import models as rds
 from psycopg import sql as pgsql
 
-from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
+from cloudmig.pg.binaries import distribution_major
 from cloudmig.pg.sql import connect_socket
 from tests.support.flows import (
     MIGRATION_PASSWORD,
@@ -35,7 +35,9 @@ from tests.support.pgcluster import free_port
 
 pytestmark = pytest.mark.e2e
 
-MAJOR = 15
+# The distribution's own major (15 on Debian 12, 17 on Debian 13): pg_createcluster makes clusters of
+# the majors Debian packages, in /usr/lib/postgresql/<major>.
+MAJOR = distribution_major() or 15
 SOCKET_DIR = Path("/var/run/postgresql")
 # Set in /etc/postgresql/<major>/<name>/postgresql.conf by pg_createcluster -o; all differ from initdb's.
 IN_ETC = {
@@ -84,10 +86,8 @@ def debian_source() -> Iterator[DebianCluster]:
         pytest.skip("pg_createcluster is missing (postgresql-common is not installed)")
     if os.geteuid() != 0:
         pytest.skip("pg_createcluster and pg_ctlcluster need root")
-    try:
-        find_bin_dir(MAJOR)
-    except PgBinariesNotFound as exc:
-        pytest.skip(f"PostgreSQL {MAJOR} is not installed: {exc}")
+    if not Path(f"/usr/lib/postgresql/{MAJOR}/bin/postgres").is_file():
+        pytest.skip(f"Debian's PostgreSQL {MAJOR} is not installed (/usr/lib/postgresql/{MAJOR})")
     cluster = DebianCluster(MAJOR, f"cmtest{os.getpid()}", free_port())
     options = [arg for name, value in IN_ETC.items() for arg in ("-o", f"{name}={value}")]
     try:

@@ -134,10 +134,16 @@ class RateLimitedLink:
 
 
 def start_source_in(
-    link: RateLimitedLink, base_dir: Path, *, settings: dict[str, Any] | None = None, major: int = 15
+    link: RateLimitedLink,
+    base_dir: Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    major: int | None = None,
 ) -> SourceCluster:
     """initdb a source cluster whose postmaster runs inside the link's namespace and listens on the
-    namespace address only; its Unix socket (a file) stays reachable from the host for setup."""
+    namespace address only; its Unix socket (a file) stays reachable from the host for setup. Of the
+    distribution's major by default: Debian builds it with lz4 and zstd, which the npm builds of
+    other majors lack (on Debian 13 a source of 15 would copy uncompressed)."""
     src = SourceCluster.create(base_dir, major=major, start=False, settings=settings)
     src.host = link.ns_addr
     try:
