@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     # While a copy runs, the file systems it writes to are synced this often (write-behind, Linux
     # 5.8+), so that little is left to sync when it ends; 0 = synced once, at the end.
     copy_write_behind_seconds: float = Field(default=0.1, ge=0)
+    # A copy that has received nothing from the source this long asks the source, through a new
+    # session, whether the copy's sender still runs (it does during the start's checkpoint): when
+    # the source does not answer, the task shows `disconnect` and the copy waits for it, at most
+    # until the silence reaches the limit; a sender that has ended restarts the copy at once.
+    copy_stall_seconds: float = Field(default=60.0, gt=0)
+    copy_stall_limit_seconds: float = Field(default=600.0, gt=0)
     # Replay lag (bytes) under which a connected standby counts as caught up.
     streaming_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     # A stage that keeps failing (the source down, a copy broken off) is retried this long before
@@ -146,11 +152,16 @@ class Settings(BaseSettings):
     copy_auto_lz4_from_mb: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
-    def _auto_bounds_in_order(self) -> Settings:
+    def _bounds_in_order(self) -> Settings:
         if self.copy_auto_lz4_from_mb > self.copy_auto_none_from_mb:
             raise ValueError(
                 f"copy_auto_lz4_from_mb ({self.copy_auto_lz4_from_mb:g}) must not be above "
                 f"copy_auto_none_from_mb ({self.copy_auto_none_from_mb:g})"
+            )
+        if self.copy_stall_limit_seconds < self.copy_stall_seconds:
+            raise ValueError(
+                f"copy_stall_limit_seconds ({self.copy_stall_limit_seconds:g}) must not be below "
+                f"copy_stall_seconds ({self.copy_stall_seconds:g})"
             )
         return self
 

@@ -24,7 +24,7 @@ from cloudmig.engine.taskctx import TaskContext
 from cloudmig.errors import RetriesExhausted, StorageQuotaExceeded
 from cloudmig.instances.managed import ManagedInstance
 from cloudmig.pg import compat, probes
-from cloudmig.pg.basebackup import BasebackupStopped
+from cloudmig.pg.basebackup import BasebackupStopped, CopyStalled
 from cloudmig.pg.runner import PgCommandError
 
 # Progress is written at most this often; pg_basebackup reports many times a second.
@@ -132,6 +132,8 @@ class BasebackupStage:
             return Wait(0)
         except StorageQuotaExceeded as exc:
             return Fail(exc)
+        except CopyStalled as exc:
+            return Retry(f"the copy stalled: {exc.reason}", disconnect=True)
         except PgCommandError as exc:
             if exc.command != "pg_basebackup":
                 return Retry(f"the instance's server did not stop for the copy: {exc}")

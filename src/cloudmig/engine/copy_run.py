@@ -23,9 +23,10 @@ from cloudmig.domain.detail import SECTION_BACKUP
 from cloudmig.engine import bandwidth, copy_plan
 from cloudmig.engine.copy_plan import CopyPlan, SourceMeasurement, Window
 from cloudmig.engine.copy_ratio import RatioWatch
+from cloudmig.engine.copy_stall import CopyStallWatch
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.pg import probes
-from cloudmig.pg.basebackup import run_basebackup
+from cloudmig.pg.basebackup import application_name, run_basebackup
 from cloudmig.pg.compression import client_algorithms, server_support
 from cloudmig.pg.linkprobe import local_address, measure_link
 from cloudmig.pg.relay import CopyRelay, RelayUnavailable
@@ -263,6 +264,7 @@ def _run_once(
             libpq_env=tc.source().tls.libpq_env(),
             write_behind=settings.copy_write_behind_seconds,
             create_slot=create_slot,
+            silence=CopyStallWatch(tc, application_name(tc.slot_name)),
         )
     finally:
         watch.stop()

@@ -8,13 +8,8 @@ before either disk is at risk.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -32,6 +27,7 @@ from cloudmig.engine.taskctx import TaskContext
 from cloudmig.errors import SlotInvalidated, SourceWalLimit, StorageQuotaExceeded
 from cloudmig.instances.managed import OBSERVE_CONNECT_TIMEOUT
 from cloudmig.pg import slots as pg_slots
+from cloudmig.pg.deadline import query_deadline
 from cloudmig.pg.slots import SlotHealth
 
 log = logging.getLogger(__name__)
@@ -58,37 +54,11 @@ def _source_connection(tc: TaskContext) -> psycopg.Connection | None:
         return None  # the standby's own receiver status tells whether the link is down
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float, *conns: psycopg.Connection | None) -> Iterator[None]:
-    """Break the connections when the block takes longer than `seconds`: a server that answers
-    nothing (a frozen host, a network partition) would otherwise hold the observation until TCP
-    gives up, a quarter of an hour or, when its kernel still acknowledges, for ever. The query
-    then fails with OperationalError, as on a broken connection."""
-    fds = [c.pgconn.socket for c in conns if c is not None]
-
-    def expire() -> None:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                dup = socket.socket(fileno=os.dup(fd))
-                try:
-                    dup.shutdown(socket.SHUT_RDWR)  # wakes the query waiting on this connection
-                finally:
-                    dup.close()
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
 def _observe(tc: TaskContext) -> tuple[Observation, SlotHealth | None, tuple[int, int | None] | None]:
     source = _source_connection(tc)
     # A new connection to the target each time (a local socket: cheap): a postmaster that accepts
     # no connection any more is down, even while an old session and its walreceiver still work.
-    with _target_connection(tc) as target, _deadline(OBSERVATION_SECONDS, target, source):
+    with _target_connection(tc) as target, query_deadline(OBSERVATION_SECONDS, target, source):
         obs = observe(target, source)
         slot = sizes = None
         if source is not None:

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import psycopg.conninfo
 
@@ -33,6 +34,30 @@ log = logging.getLogger("cloudmig.pg")
 
 class BasebackupStopped(PgCommandError):
     """pg_basebackup was killed because the caller asked to stop (should_stop() became true)."""
+
+
+class CopyStalled(PgCommandError):
+    """pg_basebackup was killed because it received nothing from the source for too long."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("pg_basebackup", -9, reason)
+        self.reason = reason
+
+
+class SilenceWatch(Protocol):
+    """Told when pg_basebackup reports something, and how long it has reported nothing: a copy
+    from a source that answers nothing (a frozen host, a network partition) hears no error, it
+    waits. `silent` may raise to end the copy (the child is killed)."""
+
+    def heard(self) -> None: ...
+
+    def silent(self, seconds: float) -> None: ...
+
+
+def application_name(slot: str) -> str:
+    """The copy's application_name on the source: one per task (its slot), so that the copy's
+    sessions are told apart from another task's on the same source."""
+    return f"{APPLICATION_NAME}:{slot}"[:63]
 
 
 def basebackup_argv(
@@ -134,6 +159,7 @@ def run_basebackup(
     runner: CommandRunner = SUBPROCESS,
     write_behind: float = 0.0,
     create_slot: bool = False,
+    silence: SilenceWatch | None = None,
 ) -> None:
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
@@ -141,7 +167,8 @@ def run_basebackup(
     turned true (the child is killed), and kills the child if on_progress raises. When it returns,
     the copy is on disk: synced by pg_basebackup, or by one syncfs per file system where that
     reports errors (pg/fssync.py) at its end and, with `write_behind` > 0, about every `write_behind`
-    seconds while it runs."""
+    seconds while it runs. `silence` hears of every report and of every stretch without one.
+    The copy's sessions on the source are named application_name(slot)."""
     own_sync = fssync.syncfs_usable()
     written = [target, *(tablespace_mapping or {}).values()]
     with fssync.FileSystemSync(written if own_sync else (), write_behind=write_behind) as durable:
@@ -163,7 +190,8 @@ def run_basebackup(
             runner=runner,
             on_progress=on_progress,
             should_stop=should_stop,
-            libpq_env=libpq_env,
+            libpq_env={"PGAPPNAME": application_name(slot), **(libpq_env or {})},
+            silence=silence,
         )
         began = time.monotonic()
         try:
@@ -183,6 +211,7 @@ def _run(
     on_progress: Callable[[int, int], None],
     should_stop: Callable[[], bool],
     libpq_env: Mapping[str, str] | None,
+    silence: SilenceWatch | None = None,
 ) -> None:
     env = {
         "PGPASSFILE": os.fspath(passfile),
@@ -190,7 +219,7 @@ def _run(
         "PGCONNECT_TIMEOUT": "10",
         **(libpq_env or {}),  # e.g. PGSSLMODE, PGSSLROOTCERT
     }
-    began = time.monotonic()
+    began = heard = time.monotonic()
     proc = runner.spawn(argv, user=user, env=env)
     assert proc.stderr is not None
     fd = proc.stderr.fileno()
@@ -203,10 +232,15 @@ def _run(
                 raise BasebackupStopped("pg_basebackup", proc.returncode or -9, "stopped on request")
             ready, _, _ = select.select([fd], [], [], _POLL_SECONDS)
             if not ready:
+                if silence is not None:
+                    silence.silent(time.monotonic() - heard)
                 continue
             data = os.read(fd, 65536)
             if not data:
                 break
+            heard = time.monotonic()
+            if silence is not None:
+                silence.heard()
             pending += data.decode("utf-8", errors="replace")
             *complete, pending = _SPLIT_RE.split(pending)
             for line in complete:

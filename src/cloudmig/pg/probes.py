@@ -142,6 +142,19 @@ def terminate_slot_holder(conn: Conn, name: str) -> bool:
     return bool(row and row[0])
 
 
+def walsender_running(conn: Conn, application_name: str) -> bool:
+    """Whether a walsender of `application_name` runs (a copy's sender runs as the migration
+    account, whose own sessions it sees in full)."""
+    return bool(
+        _one(
+            conn,
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
+            " WHERE backend_type = 'walsender' AND application_name = %s)",
+            (application_name,),
+        )
+    )
+
+
 def drop_slot(conn: Conn, name: str) -> None:
     """Drop a slot; no error if it does not exist. Raises ObjectInUse while a client streams from it."""
     if not slot_exists(conn, name):

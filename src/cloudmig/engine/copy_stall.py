@@ -1,0 +1,123 @@
+"""A copy that hears nothing from its source: a frozen host or a network partition breaks no
+connection, pg_basebackup just waits (for hours, until TCP keepalive, or for ever when the host's
+kernel still acknowledges). The copy's silence is watched; past `copy_stall_seconds` the source is
+asked, through a new session, whether the copy's sender still runs there:
+
+- it runs: the source is busy (the start's checkpoint, a slow disk); the copy waits, said once;
+- the source does not answer: the task shows `disconnect` and the copy waits for the source, until
+  the silence reaches `copy_stall_limit_seconds`; then the copy is ended and retried;
+- the source answers without the sender: the copy's connection is gone on the source's side (the
+  source restarted, or ended it), the copy can never finish: it is ended and retried at once.
+
+When the copy hears from the source again, the task's state and Detail say so.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from cloudmig.domain.detail import SECTION_BACKUP
+from cloudmig.domain.enums import ReplicationState
+from cloudmig.engine.taskctx import TaskContext
+from cloudmig.pg import probes
+from cloudmig.pg.basebackup import CopyStalled
+from cloudmig.pg.deadline import query_deadline
+
+# A look at the source takes at most its connect timeout plus this.
+LOOK_QUERY_SECONDS = 10.0
+# While the silence lasts, the source is looked at again this often (at most).
+LOOK_AGAIN_SECONDS = 30.0
+
+
+class SourceView(enum.Enum):
+    SENDING = "sending"  # the copy's sender runs on the source
+    SENDER_GONE = "sender gone"  # the source answers, the copy's sender does not run
+    NO_ANSWER = "no answer"  # the source does not answer
+
+
+def look_at_source(tc: TaskContext, application_name: str) -> SourceView:
+    try:
+        with tc.source().connect() as conn, query_deadline(LOOK_QUERY_SECONDS, conn):
+            running = probes.walsender_running(conn, application_name)
+    except psycopg.Error:
+        return SourceView.NO_ANSWER
+    return SourceView.SENDING if running else SourceView.SENDER_GONE
+
+
+class CopyStallWatch:
+    """pg/basebackup.py's SilenceWatch for one copy of a task."""
+
+    def __init__(
+        self,
+        tc: TaskContext,
+        application_name: str,
+        *,
+        look: Callable[[], SourceView] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tc = tc
+        self.stall = tc.ctx.settings.copy_stall_seconds
+        self.limit = tc.ctx.settings.copy_stall_limit_seconds
+        self.look = look or (lambda: look_at_source(tc, application_name))
+        self.clock = clock
+        self.next_look = self.stall
+        self.said_busy = False
+        self.disconnected_at: float | None = None
+
+    def heard(self) -> None:
+        if self.disconnected_at is not None:
+            self._reconnected(
+                f"The copy receives data from the source again, {self._away():.0f} s after the last"
+            )
+        self.next_look = self.stall
+        self.said_busy = False
+
+    def _away(self) -> float:
+        return 0.0 if self.disconnected_at is None else self.clock() - self.disconnected_at
+
+    def _reconnected(self, text: str) -> None:
+        # Detail first: a client that sees the state change finds the reason already there.
+        self.disconnected_at = None
+        self.tc.event(SECTION_BACKUP, text)
+        self.tc.update(replication_state=ReplicationState.UNSTARTED)
+
+    def silent(self, seconds: float) -> None:
+        if self.disconnected_at is not None and seconds >= self.limit:
+            raise CopyStalled(f"the copy received nothing for {seconds:.0f} s and the source does not answer")
+        if seconds < self.next_look:
+            return
+        self.next_look = seconds + min(LOOK_AGAIN_SECONDS, self.stall)
+        view = self.look()
+        if view is SourceView.SENDING:
+            if self.disconnected_at is not None:
+                self.said_busy = True
+                self._reconnected(
+                    f"The source answers again, {self._away():.0f} s after the copy's last data;"
+                    " the copy's sender runs there: waiting for its data"
+                )
+            elif not self.said_busy:
+                self.said_busy = True
+                self.tc.event(
+                    SECTION_BACKUP,
+                    f"The copy has received nothing for {seconds:.0f} s; its sender runs on the source"
+                    " (a checkpoint or a slow disk there): waiting",
+                )
+            return
+        if view is SourceView.SENDER_GONE:
+            raise CopyStalled(
+                f"the copy received nothing for {seconds:.0f} s and its sender on the source has ended"
+            )
+        if self.disconnected_at is None:
+            self.disconnected_at = self.clock() - seconds
+            self.tc.event(
+                SECTION_BACKUP,
+                f"The copy has received nothing for {seconds:.0f} s and the source does not answer:"
+                f" waiting for it, up to {self.limit:.0f} s of silence, then the copy starts again",
+            )
+            self.tc.update(replication_state=ReplicationState.DISCONNECT)
+        if seconds >= self.limit:
+            raise CopyStalled(f"the copy received nothing for {seconds:.0f} s and the source does not answer")

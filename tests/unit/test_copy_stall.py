@@ -1,0 +1,127 @@
+"""A copy that hears nothing from its source (engine/copy_stall.py): what the task shows and when
+the copy is given up, driven with a scripted view of the source and a real SQLite store. The copy
+against a frozen source is tests/e2e/test_faults_copy_stall.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from tests.unit.engine_fakes import add_migration, make_context
+
+from cloudmig.domain.enums import ReplicationState
+from cloudmig.engine.copy_stall import CopyStallWatch, SourceView
+from cloudmig.engine.taskctx import TaskContext
+from cloudmig.pg.basebackup import CopyStalled
+from cloudmig.settings import Settings
+from cloudmig.store import tasks as task_store
+
+
+class Source:
+    """What each look at the source finds, and how many looks there were."""
+
+    def __init__(self, view: SourceView) -> None:
+        self.view = view
+        self.looks = 0
+
+    def __call__(self) -> SourceView:
+        self.looks += 1
+        return self.view
+
+
+def _watch(
+    tmp_path: Path, view: SourceView, **settings: object
+) -> tuple[CopyStallWatch, Source, TaskContext]:
+    ctx = make_context(tmp_path, copy_stall_seconds=60, copy_stall_limit_seconds=600, **settings)
+    rec = task_store.get_task(ctx.db, add_migration(ctx))
+    assert rec is not None
+    tc = TaskContext(ctx, rec)
+    tc.update(replication_state=ReplicationState.UNSTARTED)
+    source = Source(view)
+    now = [1000.0]
+    watch = CopyStallWatch(tc, "cloudmig_basebackup:slot", look=source, clock=lambda: now[0])
+    return watch, source, tc
+
+
+def _state(tc: TaskContext) -> ReplicationState:
+    tc.refresh()
+    return tc.task.replication_state
+
+
+def _events(tc: TaskContext) -> list[str]:
+    return [e.text for e in task_store.events_for(tc.ctx.db, [tc.task.id])[tc.task.id]]
+
+
+def test_a_short_silence_does_not_ask_the_source(tmp_path: Path) -> None:
+    watch, source, tc = _watch(tmp_path, SourceView.NO_ANSWER)
+    for seconds in (0.2, 10, 59.9):
+        watch.silent(seconds)
+    assert source.looks == 0
+    assert _state(tc) is ReplicationState.UNSTARTED
+
+
+def test_a_busy_source_is_waited_for_and_said_once(tmp_path: Path) -> None:
+    watch, source, tc = _watch(tmp_path, SourceView.SENDING)
+    for seconds in (60, 61, 89, 90, 3600):  # past the limit too: the source works, the copy waits
+        watch.silent(seconds)
+    assert source.looks == 3  # at 60, 90 (every 30 s at most) and 3600
+    assert _state(tc) is ReplicationState.UNSTARTED
+    said = [e for e in _events(tc) if "its sender runs on the source" in e]
+    assert said == [
+        "The copy has received nothing for 60 s; its sender runs on the source (a checkpoint or a slow disk there): waiting"
+    ]
+
+
+def test_a_source_that_does_not_answer_is_disconnect_until_the_limit(tmp_path: Path) -> None:
+    watch, _, tc = _watch(tmp_path, SourceView.NO_ANSWER)
+    watch.silent(60)
+    assert _state(tc) is ReplicationState.DISCONNECT
+    assert any("the source does not answer: waiting for it, up to 600 s" in e for e in _events(tc))
+    watch.silent(599)
+    with pytest.raises(CopyStalled, match="received nothing for 600 s and the source does not answer"):
+        watch.silent(600)
+
+
+def test_data_again_ends_the_disconnect(tmp_path: Path) -> None:
+    watch, source, tc = _watch(tmp_path, SourceView.NO_ANSWER)
+    watch.silent(60)
+    watch.heard()
+    assert _state(tc) is ReplicationState.UNSTARTED
+    assert any("receives data from the source again" in e for e in _events(tc))
+    watch.silent(30)
+    assert source.looks == 1  # a new silence starts its count again
+    watch.silent(60)
+    assert source.looks == 2
+
+
+def test_a_source_that_answers_again_ends_the_disconnect(tmp_path: Path) -> None:
+    watch, source, tc = _watch(tmp_path, SourceView.NO_ANSWER)
+    watch.silent(60)
+    source.view = SourceView.SENDING
+    watch.silent(90)
+    assert _state(tc) is ReplicationState.UNSTARTED
+    events = _events(tc)
+    assert any("The source answers again" in e for e in events)
+    assert not any("a checkpoint or a slow disk" in e for e in events)
+    watch.silent(3600)  # the source works: no limit
+    watch.heard()
+    assert _events(tc) == events
+
+
+def test_a_sender_gone_from_the_source_ends_the_copy_at_once(tmp_path: Path) -> None:
+    watch, _, _ = _watch(tmp_path, SourceView.SENDER_GONE)
+    with pytest.raises(CopyStalled, match="its sender on the source has ended"):
+        watch.silent(60)
+
+
+def test_heard_is_quiet_while_nothing_was_wrong(tmp_path: Path) -> None:
+    watch, _, tc = _watch(tmp_path, SourceView.SENDING)
+    before = _events(tc)
+    watch.heard()
+    assert _events(tc) == before
+
+
+def test_the_limit_may_not_be_below_the_stall(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="copy_stall_limit_seconds"):
+        Settings(data_dir=tmp_path, copy_stall_seconds=120, copy_stall_limit_seconds=60)
