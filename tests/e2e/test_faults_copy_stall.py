@@ -31,6 +31,16 @@ def _bytes_done(svc: Any, instance_id: str, task_id: int) -> int:
     return int(item(svc, instance_id, task_id)["Progress"]["BaseBackup"]["BytesDone"])
 
 
+def _copy_started(svc: Any, make_source: Any, limit: int) -> tuple[Any, Any, str, Any, int]:
+    """A throttled copy (about 25 s) under a 3 s stall and `limit`, once it has copied something:
+    (source, client, instance id, instance attribute, task id)."""
+    svc.extra_env.update(CLOUDMIG_COPY_STALL_SECONDS="3", CLOUDMIG_COPY_STALL_LIMIT_SECONDS=str(limit))
+    source = make_source(scale=1)
+    client, instance_id, attr, task_id = start_throttled_migration(svc, source, rate_kb=1024)
+    wait_for(lambda: _copying(svc, instance_id, task_id), 60, interval=0.2, what="the copy to start")
+    return source, client, instance_id, attr, task_id
+
+
 def _check_copy(svc: Any, source: Any, instance_id: str, port: int) -> None:
     with connect_target(svc, instance_id, port) as conn:
         assert conn.execute("SELECT count(*) FROM pgbench_accounts").fetchone() == (100000,)
@@ -42,10 +52,7 @@ def test_a_frozen_source_during_the_copy_is_disconnect_and_the_copy_goes_on(
     fresh_service, make_source
 ) -> None:
     svc = fresh_service
-    svc.extra_env.update(CLOUDMIG_COPY_STALL_SECONDS="3", CLOUDMIG_COPY_STALL_LIMIT_SECONDS="300")
-    source = make_source(scale=1)
-    client, instance_id, attr, task_id = start_throttled_migration(svc, source, rate_kb=1024)
-    wait_for(lambda: _copying(svc, instance_id, task_id), 60, interval=0.2, what="the copy to start")
+    source, client, instance_id, attr, task_id = _copy_started(svc, make_source, limit=300)
 
     pm = postmaster_pid(source.pgdata)
     with stopped(pm, *children(pm)):
@@ -84,10 +91,7 @@ def test_a_frozen_source_during_the_copy_is_disconnect_and_the_copy_goes_on(
 
 def test_a_copy_silent_past_the_limit_starts_again(fresh_service, make_source) -> None:
     svc = fresh_service
-    svc.extra_env.update(CLOUDMIG_COPY_STALL_SECONDS="3", CLOUDMIG_COPY_STALL_LIMIT_SECONDS="12")
-    source = make_source(scale=1)
-    client, instance_id, attr, task_id = start_throttled_migration(svc, source, rate_kb=1024)
-    wait_for(lambda: _copying(svc, instance_id, task_id), 60, interval=0.2, what="the copy to start")
+    source, client, instance_id, attr, task_id = _copy_started(svc, make_source, limit=12)
 
     pm = postmaster_pid(source.pgdata)
     with stopped(pm, *children(pm)):

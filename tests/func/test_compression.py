@@ -587,3 +587,48 @@ def test_a_relayed_copy_keeps_tls_verify_full(service: Service, base: Path) -> N
         assert target_checksum(attr) == tuple(src.sql(CHECKSUM_SQL)[0])
     finally:
         src.destroy()
+
+
+# ---- a link cut during the copy --------------------------------------------------------------------
+
+
+def test_a_link_cut_during_a_compressed_copy_is_disconnect_and_the_copy_goes_on(base: Path) -> None:
+    """A network partition in the middle of a compressed, relayed copy: the namespace's end of the
+    link goes down, so nothing arrives and nothing is refused (no RST, no error; a connection
+    attempt waits for its timeout). The task shows `disconnect` with the reason while the link is
+    down and the copy goes on when it is back (engine/copy_stall.py; the SIGSTOP variant without a
+    relay is tests/e2e/test_faults_copy_stall.py)."""
+    svc = Service(
+        make_base_dir("svc-", parent=base),
+        extra_env={"CLOUDMIG_COPY_STALL_SECONDS": "3", "CLOUDMIG_COPY_STALL_LIMIT_SECONDS": "300"},
+    ).start()
+    try:
+        with _source_behind(base, 16, rows=300_000) as (link, src):
+            iid, task_id, attr = start_migration(svc, link.ns_addr, src.port, compression="zstd:1")
+
+            def copying() -> bool:
+                it = item(svc, iid, task_id)
+                p = it["Progress"]
+                bb = (json.loads(p) if isinstance(p, str) else p).get("BaseBackup") or {}
+                return it["MigrateStage"] == "basebackup" and bb.get("BytesDone", 0) > 0
+
+            wait_for(copying, 60, interval=0.2, what="the copy to start")
+            link.ns_exec("ip", "link", "set", link.ns_if, "down")
+            try:
+                it = wait_for(
+                    lambda: (x := item(svc, iid, task_id))["ReplicationState"] == "disconnect" and x,
+                    40,
+                    interval=0.3,
+                    what="disconnect",
+                )
+                assert it["MigrateStage"] == "basebackup" and it["Status"] == "running", it
+                assert "the source does not answer: waiting for it, up to 300 s" in it["Detail"], it["Detail"]
+            finally:
+                link.ns_exec("ip", "link", "set", link.ns_if, "up")
+            it = wait_streaming(svc, iid, task_id, timeout=240)
+            assert "Restart full backup" not in it["Detail"], "the same copy went on"
+            assert " again, " in it["Detail"], it["Detail"]  # data, or the source's answer, again
+            assert copy_progress(it)["Compression"] == "zstd:1"
+            assert_target_follows(src, attr)
+    finally:
+        svc.destroy()

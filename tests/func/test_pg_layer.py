@@ -199,6 +199,26 @@ def test_probes_on_a_source(source_cluster: SourceCluster) -> None:
         assert probes.bootstrap_superuser(conn) == "postgres"
 
 
+def test_walsender_running_finds_a_copy_by_its_application_name(source_cluster: SourceCluster) -> None:
+    """The copy's look at the source (engine/copy_stall.py): a walsender of the migration account
+    is found by its application_name, one of another name is not, nor a session that is not a
+    walsender."""
+    src = source_cluster
+    src.create_migration_account("migratetest", password="pw")
+    name = "cloudmig_basebackup:cloudmig_abc_1"
+    with connect_source(src.host, src.port, "migratetest", "pw") as conn:
+        assert not probes.walsender_running(conn, name)
+        with connect_replication(src.host, src.port, "migratetest", "pw", application_name=name):
+            assert probes.walsender_running(conn, name)
+            assert not probes.walsender_running(conn, "cloudmig_basebackup:cloudmig_abc_2")
+        deadline = time.monotonic() + 10  # the walsender's backend ends shortly after its client
+        while probes.walsender_running(conn, name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with connect_source(src.host, src.port, "migratetest", "pw", application_name=name) as other:
+            assert other.execute("SELECT current_setting('application_name')").fetchone() == (name,)
+            assert not probes.walsender_running(conn, name)
+
+
 @pytest.mark.parametrize("major", [10, 12])
 def test_probes_on_majors_before_13(pg_base_dir: Path, major: int) -> None:
     # The queries whose columns or functions are newer than the server (see pg/compat.py).

@@ -69,7 +69,7 @@ def test_a_busy_source_is_waited_for_and_said_once(tmp_path: Path) -> None:
     assert _state(tc) is ReplicationState.UNSTARTED
     said = [e for e in _events(tc) if "its sender runs on the source" in e]
     assert said == [
-        "The copy has received nothing for 60 s; its sender runs on the source (a checkpoint or a slow disk there): waiting"
+        "The copy has received nothing for 60 s; its sender runs on the source (the copy's checkpoint, or a slow disk on either side): waiting"
     ]
 
 
@@ -103,7 +103,7 @@ def test_a_source_that_answers_again_ends_the_disconnect(tmp_path: Path) -> None
     assert _state(tc) is ReplicationState.UNSTARTED
     events = _events(tc)
     assert any("The source answers again" in e for e in events)
-    assert not any("a checkpoint or a slow disk" in e for e in events)
+    assert not any("a slow disk on either side" in e for e in events)
     watch.silent(3600)  # the source works: no limit
     watch.heard()
     assert _events(tc) == events

@@ -3,7 +3,7 @@ connection, pg_basebackup just waits (for hours, until TCP keepalive, or for eve
 kernel still acknowledges). The copy's silence is watched; past `copy_stall_seconds` the source is
 asked, through a new session, whether the copy's sender still runs there:
 
-- it runs: the source is busy (the start's checkpoint, a slow disk); the copy waits, said once;
+- it runs: something is slow (the copy's checkpoint, a disk on either side); the copy waits, said once;
 - the source does not answer: the task shows `disconnect` and the copy waits for the source, until
   the silence reaches `copy_stall_limit_seconds`; then the copy is ended and retried;
 - the source answers without the sender: the copy's connection is gone on the source's side (the
@@ -104,7 +104,7 @@ class CopyStallWatch:
                 self.tc.event(
                     SECTION_BACKUP,
                     f"The copy has received nothing for {seconds:.0f} s; its sender runs on the source"
-                    " (a checkpoint or a slow disk there): waiting",
+                    " (the copy's checkpoint, or a slow disk on either side): waiting",
                 )
             return
         if view is SourceView.SENDER_GONE:
