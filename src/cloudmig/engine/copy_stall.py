@@ -3,7 +3,8 @@ connection, pg_basebackup just waits (for hours, until TCP keepalive, or for eve
 kernel still acknowledges). The copy's silence is watched; past `copy_stall_seconds` the source is
 asked, through a new session, whether the copy's sender still runs there:
 
-- it runs: something is slow (the copy's checkpoint, a disk on either side); the copy waits, said once;
+- it runs: something is slow (the copy's checkpoint, a disk on either side); the copy waits,
+  said once;
 - the source does not answer: the task shows `disconnect` and the copy waits for the source, until
   the silence reaches `copy_stall_limit_seconds`; then the copy is ended and retried;
 - the source answers without the sender: the copy's connection is gone on the source's side (the
@@ -86,38 +87,37 @@ class CopyStallWatch:
         self.tc.update(replication_state=ReplicationState.UNSTARTED)
 
     def silent(self, seconds: float) -> None:
+        if seconds >= self.next_look:
+            self.next_look = seconds + min(LOOK_AGAIN_SECONDS, self.stall)
+            self._look(seconds)
         if self.disconnected_at is not None and seconds >= self.limit:
             raise CopyStalled(f"the copy received nothing for {seconds:.0f} s and the source does not answer")
-        if seconds < self.next_look:
-            return
-        self.next_look = seconds + min(LOOK_AGAIN_SECONDS, self.stall)
+
+    def _look(self, seconds: float) -> None:
         view = self.look()
-        if view is SourceView.SENDING:
-            if self.disconnected_at is not None:
-                self.said_busy = True
-                self._reconnected(
-                    f"The source answers again, {self._away():.0f} s after the copy's last data;"
-                    " the copy's sender runs there: waiting for its data"
-                )
-            elif not self.said_busy:
-                self.said_busy = True
-                self.tc.event(
-                    SECTION_BACKUP,
-                    f"The copy has received nothing for {seconds:.0f} s; its sender runs on the source"
-                    " (the copy's checkpoint, or a slow disk on either side): waiting",
-                )
-            return
         if view is SourceView.SENDER_GONE:
             raise CopyStalled(
                 f"the copy received nothing for {seconds:.0f} s and its sender on the source has ended"
             )
-        if self.disconnected_at is None:
-            self.disconnected_at = self.clock() - seconds
+        if view is SourceView.NO_ANSWER:
+            if self.disconnected_at is None:
+                self.disconnected_at = self.clock() - seconds
+                self.tc.event(
+                    SECTION_BACKUP,
+                    f"The copy has received nothing for {seconds:.0f} s and the source does not answer:"
+                    f" waiting for it, up to {self.limit:.0f} s of silence, then the copy starts again",
+                )
+                self.tc.update(replication_state=ReplicationState.DISCONNECT)
+            return
+        if self.disconnected_at is not None:
+            self._reconnected(
+                f"The source answers again, {self._away():.0f} s after the copy's last data;"
+                " the copy's sender runs there: waiting for its data"
+            )
+        elif not self.said_busy:
             self.tc.event(
                 SECTION_BACKUP,
-                f"The copy has received nothing for {seconds:.0f} s and the source does not answer:"
-                f" waiting for it, up to {self.limit:.0f} s of silence, then the copy starts again",
+                f"The copy has received nothing for {seconds:.0f} s; its sender runs on the source"
+                " (the copy's checkpoint, or a slow disk on either side): waiting",
             )
-            self.tc.update(replication_state=ReplicationState.DISCONNECT)
-        if seconds >= self.limit:
-            raise CopyStalled(f"the copy received nothing for {seconds:.0f} s and the source does not answer")
+        self.said_busy = True
