@@ -71,19 +71,15 @@ class CopyStallWatch:
 
     def heard(self) -> None:
         if self.disconnected_at is not None:
-            self._reconnected(
-                f"The copy receives data from the source again, {self._away():.0f} s after the last"
-            )
+            self._reconnected("The copy receives data from the source again")
         self.next_look = self.stall
         self.said_busy = False
 
-    def _away(self) -> float:
-        return 0.0 if self.disconnected_at is None else self.clock() - self.disconnected_at
-
-    def _reconnected(self, text: str) -> None:
+    def _reconnected(self, what: str, then: str = "") -> None:
+        assert self.disconnected_at is not None
+        waited, self.disconnected_at = self.clock() - self.disconnected_at, None
         # Detail first: a client that sees the state change finds the reason already there.
-        self.disconnected_at = None
-        self.tc.event(SECTION_BACKUP, text)
+        self.tc.event(SECTION_BACKUP, f"{what}, {waited:.0f} s after the copy's last data{then}")
         self.tc.update(replication_state=ReplicationState.UNSTARTED)
 
     def silent(self, seconds: float) -> None:
@@ -111,8 +107,7 @@ class CopyStallWatch:
             return
         if self.disconnected_at is not None:
             self._reconnected(
-                f"The source answers again, {self._away():.0f} s after the copy's last data;"
-                " the copy's sender runs there: waiting for its data"
+                "The source answers again", "; the copy's sender runs there: waiting for its data"
             )
         elif not self.said_busy:
             self.tc.event(

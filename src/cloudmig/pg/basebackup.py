@@ -215,7 +215,6 @@ def _run(
 ) -> None:
     env = {
         "PGPASSFILE": os.fspath(passfile),
-        "PGAPPNAME": APPLICATION_NAME,
         "PGCONNECT_TIMEOUT": "10",
         **(libpq_env or {}),  # e.g. PGSSLMODE, PGSSLROOTCERT
     }
