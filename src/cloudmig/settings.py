@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     # A copy that has received nothing from the source this long asks the source, through a new
     # session, whether the copy's sender still runs (it does during the start's checkpoint): when
     # the source does not answer, the task shows `disconnect` and the copy waits for it, at most
-    # until the silence reaches the limit; a sender that has ended restarts the copy at once.
+    # until the silence reaches the limit, as for a sender that runs but sends nothing (13+); a
+    # sender that has ended restarts the copy at once.
     copy_stall_seconds: float = Field(default=60.0, gt=0)
     copy_stall_limit_seconds: float = Field(default=600.0, gt=0)
     # Replay lag (bytes) under which a connected standby counts as caught up.

@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from tests.support.faults import children, cloudmig_slots, connect_target, item, postmaster_pid, stopped
+from tests.support.faults import (
+    children,
+    cloudmig_slots,
+    connect_target,
+    is_alive,
+    item,
+    postmaster_pid,
+    stopped,
+)
+from tests.support.flowdrop import FlowDroppingForwarder
 from tests.support.flows import start_throttled_migration, wait_for, wait_streaming
 
 pytestmark = pytest.mark.e2e
@@ -31,12 +40,14 @@ def _bytes_done(svc: Any, instance_id: str, task_id: int) -> int:
     return int(item(svc, instance_id, task_id)["Progress"]["BaseBackup"]["BytesDone"])
 
 
-def _copy_started(svc: Any, make_source: Any, limit: int) -> tuple[Any, Any, str, Any, int]:
+def _copy_started(svc: Any, make_source: Any, limit: int, via: Any = None) -> tuple[Any, Any, str, Any, int]:
     """A throttled copy (about 25 s) under a 3 s stall and `limit`, once it has copied something:
-    (source, client, instance id, instance attribute, task id)."""
+    (source, client, instance id, instance attribute, task id). `via(source)` gives what the
+    migration is told to connect to (something with a port on 127.0.0.1), the source by default."""
     svc.extra_env.update(CLOUDMIG_COPY_STALL_SECONDS="3", CLOUDMIG_COPY_STALL_LIMIT_SECONDS=str(limit))
     source = make_source(scale=1)
-    client, instance_id, attr, task_id = start_throttled_migration(svc, source, rate_kb=1024)
+    endpoint = source if via is None else via(source)
+    client, instance_id, attr, task_id = start_throttled_migration(svc, endpoint, rate_kb=1024)
     wait_for(lambda: _copying(svc, instance_id, task_id), 60, interval=0.2, what="the copy to start")
     return source, client, instance_id, attr, task_id
 
@@ -108,3 +119,99 @@ def test_a_copy_silent_past_the_limit_starts_again(fresh_service, make_source) -
     assert "Restart full backup of source data" in done_item.detail
     assert "[Task failed]" not in done_item.detail
     _check_copy(svc, source, instance_id, int(attr.port))
+
+
+def _copy_sender(source: Any) -> int:
+    """The pid of the copy's base backup sender on the source (not its WAL stream's)."""
+    pid = source.scalar("SELECT pid FROM pg_stat_progress_basebackup")
+    assert pid is not None, "no base backup runs on the source"
+    return int(pid)
+
+
+def test_a_copy_whose_sender_sends_nothing_starts_again_and_that_sender_is_ended(
+    fresh_service, make_source
+) -> None:
+    """The source answers, the copy's sender runs there, and sends nothing (a frozen sender here;
+    a middlebox that lost the copy's flow below). Before this, the copy waited for ever."""
+    svc = fresh_service
+    source, client, instance_id, attr, task_id = _copy_started(svc, make_source, limit=12)
+
+    sender = _copy_sender(source)
+    with stopped(sender):
+        it = wait_for(
+            lambda: "[Retrying]" in (x := item(svc, instance_id, task_id))["Detail"] and x,
+            60,
+            interval=0.5,
+            what="the copy whose sender sends nothing to be given up",
+        )
+        assert re.search(r"its sender on the source has sent nothing for \d+ s", it["Detail"]), it["Detail"]
+        assert it["Status"] == "running"
+        # The next copy runs beside the frozen sender, which was told to end.
+        wait_for(
+            lambda: source.scalar(
+                "SELECT count(*) FROM pg_stat_progress_basebackup WHERE pid <> %s", (sender,)
+            ),
+            60,
+            interval=0.5,
+            what="the next copy",
+        )
+    # Thawed, the sender ends at once: it no longer holds one of the source's max_wal_senders.
+    wait_for(lambda: not is_alive(sender), 10, interval=0.2, what="the earlier copy's sender to end")
+    done_item = wait_streaming(client, instance_id, task_id, timeout=240)
+    assert "Restart full backup of source data" in done_item.detail
+    assert "Ended the sender of an earlier, interrupted copy" in done_item.detail, done_item.detail
+    assert "[Task failed]" not in done_item.detail
+    _check_copy(svc, source, instance_id, int(attr.port))
+
+
+def _copy_senders(source: Any) -> list[int]:
+    return [
+        int(r[0])
+        for r in source.sql(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'"
+            " AND application_name LIKE 'cloudmig\\_basebackup:%'"
+        )
+    ]
+
+
+def test_a_copy_whose_flow_a_middlebox_lost_starts_again_and_its_senders_are_ended(
+    fresh_service, make_source
+) -> None:
+    """A NAT or firewall on the way loses the copy's flow (it restarted, its table overflowed):
+    no end hears anything, nothing is refused, new connections pass. The source's sender waits on
+    the lost connection until TCP gives up (about 15 min), holding the slot through its WAL stream
+    until wal_sender_timeout. Before this, the copy waited as long as the sender ran."""
+    svc = fresh_service
+    forwarders: list[FlowDroppingForwarder] = []
+
+    def through_a_middlebox(source: Any) -> FlowDroppingForwarder:
+        forwarders.append(FlowDroppingForwarder(source.port))
+        return forwarders[0]
+
+    try:
+        source, client, instance_id, attr, task_id = _copy_started(
+            svc, make_source, limit=12, via=through_a_middlebox
+        )
+        (middlebox,) = forwarders
+        earlier = _copy_senders(source)
+        assert len(earlier) == 2, earlier  # the copy's sender and its WAL stream
+        assert middlebox.drop_established() >= 2
+        it = wait_for(
+            lambda: "[Retrying]" in (x := item(svc, instance_id, task_id))["Detail"] and x,
+            90,
+            interval=0.5,
+            what="the copy whose flow was lost to be given up",
+        )
+        assert re.search(r"its sender on the source has sent nothing for \d+ s", it["Detail"]), it["Detail"]
+        done_item = wait_streaming(client, instance_id, task_id, timeout=240)
+        assert "Restart full backup of source data" in done_item.detail
+        assert "Ended the sender of an earlier, interrupted copy" in done_item.detail, done_item.detail
+        assert "Ended a WAL stream of an earlier, interrupted copy" in done_item.detail, done_item.detail
+        assert "[Task failed]" not in done_item.detail
+        # Nothing of the lost copy holds one of the source's max_wal_senders any more.
+        assert not set(earlier) & set(_copy_senders(source))
+        assert not any(is_alive(pid) for pid in earlier)
+        _check_copy(svc, source, instance_id, int(attr.port))
+    finally:
+        for f in forwarders:
+            f.close()

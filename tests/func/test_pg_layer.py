@@ -199,24 +199,49 @@ def test_probes_on_a_source(source_cluster: SourceCluster) -> None:
         assert probes.bootstrap_superuser(conn) == "postgres"
 
 
-def test_walsender_running_finds_a_copy_by_its_application_name(source_cluster: SourceCluster) -> None:
-    """The copy's look at the source (engine/copy_stall.py): a walsender of the migration account
-    is found by its application_name, one of another name is not, nor a session that is not a
-    walsender."""
+def test_a_copys_sender_is_seen_by_its_name_with_what_it_sent_and_is_ended(
+    source_cluster: SourceCluster, pg_base_dir: Path
+) -> None:
+    """The copy's look at the source (engine/copy_stall.py) and the end of an earlier copy's sender
+    (engine/basebackup.py), with a real, slow pg_basebackup of the migration account: its base
+    backup sender is found by name with the bytes it has sent, which move; another name, or a
+    session that is not a walsender, is not; ending the copy's senders spares its WAL stream,
+    which holds a (temporary) slot."""
     src = source_cluster
     src.create_migration_account("migratetest", password="pw")
-    name = "cloudmig_basebackup:cloudmig_abc_1"
+    prefix = "cloudmig_basebackup:cloudmig_abc_1:"
+    name = prefix + "00aa11"
+    work = Path(tempfile.mkdtemp(prefix="copy-", dir=pg_base_dir))
+    os.chmod(work, 0o777)
+    passfile = work / "pass" / "pgpass"
+    user = os_user_for_tests()
+    write_passfile(passfile, host=src.host, port=src.port, user="migratetest", password="pw", owner=user)
+    argv = [src.bin_dir / "pg_basebackup", "-D", work / "data", "-X", "stream", "--max-rate=64k"]
+    argv += ["-h", src.host, "-p", str(src.port), "-U", "migratetest", "-w"]
     with connect_source(src.host, src.port, "migratetest", "pw") as conn:
-        assert not probes.walsender_running(conn, name)
-        with connect_replication(src.host, src.port, "migratetest", "pw", application_name=name):
-            assert probes.walsender_running(conn, name)
-            assert not probes.walsender_running(conn, "cloudmig_basebackup:cloudmig_abc_2")
-        deadline = time.monotonic() + 10  # the walsender's backend ends shortly after its client
-        while probes.walsender_running(conn, name) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with connect_source(src.host, src.port, "migratetest", "pw", application_name=name) as other:
-            assert other.execute("SELECT current_setting('application_name')").fetchone() == (name,)
-            assert not probes.walsender_running(conn, name)
+        assert probes.copy_sender(conn, name) == (False, None)
+        proc = spawn(argv, user=user, env={"PGPASSFILE": str(passfile), "PGAPPNAME": name})
+        try:
+            deadline = time.monotonic() + 30
+            while (seen := probes.copy_sender(conn, name))[1] is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            running, sent = seen
+            assert running and sent is not None, seen
+            time.sleep(1.5)
+            assert (probes.copy_sender(conn, name)[1] or 0) > sent  # at 64 kB/s, it moves
+            assert probes.copy_sender(conn, prefix + "00aa12") == (False, None)
+            with connect_source(src.host, src.port, "migratetest", "pw", application_name=name):
+                assert probes.terminate_walsenders(conn, "cloudmig_basebackup:cloudmig_abc_2:") == 0
+                assert probes.terminate_walsenders(conn, prefix) == 1  # the sender, not the WAL stream
+                assert proc.wait(timeout=30) != 0
+                deadline = time.monotonic() + 10  # a backend ends shortly after its client
+                while probes.copy_sender(conn, name)[0] and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert probes.copy_sender(conn, name) == (False, None)  # nor the plain session
+        finally:
+            proc.kill()
+            proc.wait()
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.mark.parametrize("major", [10, 12])
@@ -233,6 +258,7 @@ def test_probes_on_majors_before_13(pg_base_dir: Path, major: int) -> None:
             info = probes.slot_info(conn, "cloudmig_task_2")
             assert info is not None and info["restart_lsn"] and info["wal_status"] == ""
             probes.drop_slot(conn, "cloudmig_task_2")
+            assert probes.copy_sender(conn, "cloudmig_basebackup:cloudmig_task_2:00aa11") == (False, None)
             if major < 12:
                 with pytest.raises(probes.PromoteUnsupported):
                     probes.promote(conn)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from tests.unit.engine_fakes import add_migration, make_context
 
 from cloudmig.domain.enums import ReplicationState
-from cloudmig.engine.copy_stall import CopyStallWatch, SourceView
+from cloudmig.engine.copy_stall import CopyStallWatch, SourceLook, SourceView
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.pg.basebackup import CopyStalled
 from cloudmig.settings import Settings
@@ -19,26 +19,28 @@ from cloudmig.store import tasks as task_store
 
 
 class Source:
-    """What each look at the source finds, and how many looks there were."""
+    """What each look at the source finds (`sent`: the sender's byte count, None where it cannot
+    be seen), and how many looks there were."""
 
-    def __init__(self, view: SourceView) -> None:
+    def __init__(self, view: SourceView, sent: int | None = None) -> None:
         self.view = view
+        self.sent = sent
         self.looks = 0
 
-    def __call__(self) -> SourceView:
+    def __call__(self) -> SourceLook:
         self.looks += 1
-        return self.view
+        return SourceLook(self.view, self.sent)
 
 
 def _watch(
-    tmp_path: Path, view: SourceView, **settings: object
+    tmp_path: Path, view: SourceView, sent: int | None = None, **settings: object
 ) -> tuple[CopyStallWatch, Source, TaskContext]:
     ctx = make_context(tmp_path, copy_stall_seconds=60, copy_stall_limit_seconds=600, **settings)
     rec = task_store.get_task(ctx.db, add_migration(ctx))
     assert rec is not None
     tc = TaskContext(ctx, rec)
     tc.update(replication_state=ReplicationState.UNSTARTED)
-    source = Source(view)
+    source = Source(view, sent)
     now = [1000.0]
     watch = CopyStallWatch(tc, "cloudmig_basebackup:slot", look=source, clock=lambda: now[0])
     return watch, source, tc
@@ -71,6 +73,47 @@ def test_a_busy_source_is_waited_for_and_said_once(tmp_path: Path) -> None:
     assert said == [
         "The copy has received nothing for 60 s; its sender runs on the source (the copy's checkpoint, or a slow disk on either side): waiting"
     ]
+
+
+def test_a_sender_that_sends_is_waited_for_without_limit(tmp_path: Path) -> None:
+    watch, source, tc = _watch(tmp_path, SourceView.SENDING, sent=1 << 20)
+    for seconds in range(60, 3601, 30):  # the bytes it has sent move at every look
+        watch.silent(seconds)
+        source.sent = (source.sent or 0) + 8192
+    assert _state(tc) is ReplicationState.UNSTARTED
+    assert not any("has sent nothing" in e for e in _events(tc))
+
+
+def test_a_sender_that_sends_nothing_is_said_and_given_up_at_the_limit(tmp_path: Path) -> None:
+    watch, source, tc = _watch(tmp_path, SourceView.SENDING, sent=1 << 20)
+    watch.silent(60)  # a first count: nothing to compare it with
+    assert not any("has sent nothing" in e for e in _events(tc))
+    for seconds in (90, 120, 570):
+        watch.silent(seconds)
+    said = [e for e in _events(tc) if "has sent nothing" in e]
+    assert said == [
+        "The copy has received nothing for 90 s and its sender on the source has sent nothing for 30 s"
+        " (a connection dropped on the way, or a frozen sender): waiting up to 600 s of silence,"
+        " then the copy starts again"
+    ]
+    assert _state(tc) is ReplicationState.UNSTARTED  # the source answers: no disconnect
+    with pytest.raises(
+        CopyStalled,
+        match="received nothing for 600 s and its sender on the source has sent nothing for 540 s",
+    ):
+        watch.silent(600)
+    assert source.looks == 5
+
+
+def test_a_sender_that_sends_again_before_the_limit_is_not_given_up(tmp_path: Path) -> None:
+    watch, source, _ = _watch(tmp_path, SourceView.SENDING, sent=1 << 20)
+    for seconds in (60, 90, 570):
+        watch.silent(seconds)
+    source.sent = (1 << 20) + 1
+    watch.silent(600)  # it moved since the last look: its count starts again
+    watch.silent(629)
+    with pytest.raises(CopyStalled, match="has sent nothing for 30 s"):
+        watch.silent(630)
 
 
 def test_a_source_that_does_not_answer_is_disconnect_until_the_limit(tmp_path: Path) -> None:

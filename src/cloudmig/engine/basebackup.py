@@ -24,7 +24,7 @@ from cloudmig.engine.taskctx import TaskContext
 from cloudmig.errors import RetriesExhausted, StorageQuotaExceeded
 from cloudmig.instances.managed import ManagedInstance
 from cloudmig.pg import compat, probes
-from cloudmig.pg.basebackup import BasebackupStopped, CopyStalled
+from cloudmig.pg.basebackup import BasebackupStopped, CopyStalled, sessions_prefix
 from cloudmig.pg.runner import PgCommandError
 
 # Progress is written at most this often; pg_basebackup reports many times a second.
@@ -83,7 +83,8 @@ def _prepare_slot(tc: TaskContext) -> bool:
     """Name the slot (persisted before it exists, so a sweep never mistakes it for an orphan).
     Returns True when pg_basebackup is to create it: named just now, it cannot exist yet, and the
     copy's own connection saves a session on the source. Otherwise create it here if it is missing,
-    and end a WAL stream an interrupted copy may have left attached to it."""
+    and end what an interrupted copy may have left on the source: its sender, and a WAL stream
+    attached to the slot."""
     if not tc.task.slot_name:
         tc.update(slot_name=slot_name_for_task(tc.ctx.installation_id(), tc.task.id))
         if compat.basebackup_creates_slots(tc.instance().major):
@@ -91,6 +92,9 @@ def _prepare_slot(tc: TaskContext) -> bool:
     with tc.source().connect() as conn:
         # The slot holds the source's WAL from the copy's start until the standby streams from it.
         probes.create_physical_slot(conn, tc.slot_name)
+        # A sender still waiting on an earlier copy's connection (dropped on the way, or frozen).
+        if probes.terminate_walsenders(conn, sessions_prefix(tc.slot_name)):
+            tc.event(SECTION_BACKUP, "Ended the sender of an earlier, interrupted copy")
         if probes.terminate_slot_holder(conn, tc.slot_name):
             tc.event(SECTION_BACKUP, "Ended a WAL stream of an earlier, interrupted copy")
     return False

@@ -26,7 +26,7 @@ from cloudmig.engine.copy_ratio import RatioWatch
 from cloudmig.engine.copy_stall import CopyStallWatch
 from cloudmig.engine.taskctx import TaskContext
 from cloudmig.pg import probes
-from cloudmig.pg.basebackup import application_name, run_basebackup
+from cloudmig.pg.basebackup import run_basebackup, session_name
 from cloudmig.pg.compression import client_algorithms, server_support
 from cloudmig.pg.linkprobe import local_address, measure_link
 from cloudmig.pg.relay import CopyRelay, RelayUnavailable
@@ -244,6 +244,7 @@ def _run_once(
             meter.first_counts = (meter.opened(done), meter.data_wire())
 
     watch = RatioWatch(tc.instance().copied_data_bytes, meter.data_wire, on_ratio)
+    name = session_name(tc.slot_name)
     try:
         if relay is not None and plan.mode.compressed:
             meter.watch = watch
@@ -264,7 +265,8 @@ def _run_once(
             libpq_env=tc.source().tls.libpq_env(),
             write_behind=settings.copy_write_behind_seconds,
             create_slot=create_slot,
-            silence=CopyStallWatch(tc, application_name(tc.slot_name)),
+            silence=CopyStallWatch(tc, name),
+            name=name,
         )
     finally:
         watch.stop()

@@ -3,8 +3,12 @@ connection, pg_basebackup just waits (for hours, until TCP keepalive, or for eve
 kernel still acknowledges). The copy's silence is watched; past `copy_stall_seconds` the source is
 asked, through a new session, whether the copy's sender still runs there:
 
-- it runs: something is slow (the copy's checkpoint, a disk on either side); the copy waits,
-  said once;
+- it runs and sends (or, before 13, cannot be seen sending): something is slow (the copy's
+  checkpoint, a disk on either side); the copy waits, said once;
+- it runs and has sent nothing since the last look (13+: pg_stat_progress_basebackup): a middlebox
+  dropped the copy's connection (its sender waits on it until TCP gives up, about 15 min), or the
+  sender is frozen; said once, and past `copy_stall_limit_seconds` of silence the copy is ended and
+  retried (the next copy ends that sender first: engine/basebackup.py);
 - the source does not answer: the task shows `disconnect` and the copy waits for the source, until
   the silence reaches `copy_stall_limit_seconds`; then the copy is ended and retried;
 - the source answers without the sender: the copy's connection is gone on the source's side (the
@@ -18,6 +22,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 
@@ -40,13 +45,19 @@ class SourceView(enum.Enum):
     NO_ANSWER = "no answer"  # the source does not answer
 
 
-def look_at_source(tc: TaskContext, application_name: str) -> SourceView:
+@dataclass(frozen=True)
+class SourceLook:
+    view: SourceView
+    sent: int | None = None  # the bytes the sender has sent, where that count moves while it works
+
+
+def look_at_source(tc: TaskContext, application_name: str) -> SourceLook:
     try:
         with tc.source().connect() as conn, query_deadline(LOOK_QUERY_SECONDS, conn):
-            running = probes.walsender_running(conn, application_name)
+            running, sent = probes.copy_sender(conn, application_name)
     except psycopg.Error:
-        return SourceView.NO_ANSWER
-    return SourceView.SENDING if running else SourceView.SENDER_GONE
+        return SourceLook(SourceView.NO_ANSWER)
+    return SourceLook(SourceView.SENDING, sent) if running else SourceLook(SourceView.SENDER_GONE)
 
 
 class CopyStallWatch:
@@ -57,7 +68,7 @@ class CopyStallWatch:
         tc: TaskContext,
         application_name: str,
         *,
-        look: Callable[[], SourceView] | None = None,
+        look: Callable[[], SourceLook] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tc = tc
@@ -67,13 +78,18 @@ class CopyStallWatch:
         self.clock = clock
         self.next_look = self.stall
         self.said_busy = False
+        self.said_stuck = False
         self.disconnected_at: float | None = None
+        # The sender's count at the last look, and the silence when that count was first seen.
+        self.sent: int | None = None
+        self.sent_since = 0.0
 
     def heard(self) -> None:
         if self.disconnected_at is not None:
             self._reconnected("The copy receives data from the source again")
         self.next_look = self.stall
-        self.said_busy = False
+        self.said_busy = self.said_stuck = False
+        self.sent = None
 
     def _reconnected(self, what: str, then: str = "") -> None:
         assert self.disconnected_at is not None
@@ -90,12 +106,12 @@ class CopyStallWatch:
             raise CopyStalled(f"the copy received nothing for {seconds:.0f} s and the source does not answer")
 
     def _look(self, seconds: float) -> None:
-        view = self.look()
-        if view is SourceView.SENDER_GONE:
+        look = self.look()
+        if look.view is SourceView.SENDER_GONE:
             raise CopyStalled(
                 f"the copy received nothing for {seconds:.0f} s and its sender on the source has ended"
             )
-        if view is SourceView.NO_ANSWER:
+        if look.view is SourceView.NO_ANSWER:
             if self.disconnected_at is None:
                 self.disconnected_at = self.clock() - seconds
                 self.tc.event(
@@ -109,10 +125,28 @@ class CopyStallWatch:
             self._reconnected(
                 "The source answers again", "; the copy's sender runs there: waiting for its data"
             )
-        elif not self.said_busy:
+            self.said_busy = True
+        stuck = look.sent is not None and look.sent == self.sent
+        if not stuck:
+            self.sent, self.sent_since = look.sent, seconds
+            if not self.said_busy:
+                self.tc.event(
+                    SECTION_BACKUP,
+                    f"The copy has received nothing for {seconds:.0f} s; its sender runs on the source"
+                    " (the copy's checkpoint, or a slow disk on either side): waiting",
+                )
+            self.said_busy = True
+            return
+        if seconds >= self.limit:
+            raise CopyStalled(
+                f"the copy received nothing for {seconds:.0f} s and its sender on the source has sent"
+                f" nothing for {seconds - self.sent_since:.0f} s"
+            )
+        if not self.said_stuck:
             self.tc.event(
                 SECTION_BACKUP,
-                f"The copy has received nothing for {seconds:.0f} s; its sender runs on the source"
-                " (the copy's checkpoint, or a slow disk on either side): waiting",
+                f"The copy has received nothing for {seconds:.0f} s and its sender on the source has sent"
+                f" nothing for {seconds - self.sent_since:.0f} s (a connection dropped on the way, or a"
+                f" frozen sender): waiting up to {self.limit:.0f} s of silence, then the copy starts again",
             )
-        self.said_busy = True
+        self.said_stuck = True

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import select
 import signal
 import subprocess
@@ -54,10 +55,16 @@ class SilenceWatch(Protocol):
     def silent(self, seconds: float) -> None: ...
 
 
-def application_name(slot: str) -> str:
-    """The copy's application_name on the source: one per task (its slot), so that the copy's
-    sessions are told apart from another task's on the same source."""
-    return f"{APPLICATION_NAME}:{slot}"[:63]
+def sessions_prefix(slot: str) -> str:
+    """What the application_name of every copy of a task (its slot) starts with on the source:
+    another task's copies are told apart by it, an earlier copy's by what follows."""
+    return f"{APPLICATION_NAME}:{slot}:"
+
+
+def session_name(slot: str) -> str:
+    """A new copy's application_name on the source (slots are short: it stays within the 63
+    characters the server keeps)."""
+    return sessions_prefix(slot) + secrets.token_hex(3)
 
 
 def basebackup_argv(
@@ -160,6 +167,7 @@ def run_basebackup(
     write_behind: float = 0.0,
     create_slot: bool = False,
     silence: SilenceWatch | None = None,
+    name: str | None = None,
 ) -> None:
     """Run pg_basebackup as `user`, the password coming from `passfile` (0600, readable by `user`).
     Calls on_progress(done_bytes, total_bytes) for every progress report (the caller throttles).
@@ -168,7 +176,7 @@ def run_basebackup(
     the copy is on disk: synced by pg_basebackup, or by one syncfs per file system where that
     reports errors (pg/fssync.py) at its end and, with `write_behind` > 0, about every `write_behind`
     seconds while it runs. `silence` hears of every report and of every stretch without one.
-    The copy's sessions on the source are named application_name(slot)."""
+    The copy's sessions on the source are named `name` (a new session_name(slot) by default)."""
     own_sync = fssync.syncfs_usable()
     written = [target, *(tablespace_mapping or {}).values()]
     with fssync.FileSystemSync(written if own_sync else (), write_behind=write_behind) as durable:
@@ -190,7 +198,7 @@ def run_basebackup(
             runner=runner,
             on_progress=on_progress,
             should_stop=should_stop,
-            libpq_env={"PGAPPNAME": application_name(slot), **(libpq_env or {})},
+            libpq_env={"PGAPPNAME": name or session_name(slot), **(libpq_env or {})},
             silence=silence,
         )
         began = time.monotonic()

@@ -87,6 +87,11 @@ def has_slot_wal_limit(major: int) -> bool:
     return major >= 13
 
 
+def has_basebackup_progress(major: int) -> bool:
+    """pg_stat_progress_basebackup (a base backup's phase and bytes sent) exists since 13."""
+    return major >= 13
+
+
 # ---- promotion and WAL receiver --------------------------------------------------------------------------
 
 

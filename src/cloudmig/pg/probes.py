@@ -142,15 +142,44 @@ def terminate_slot_holder(conn: Conn, name: str) -> bool:
     return bool(row and row[0])
 
 
-def walsender_running(conn: Conn, application_name: str) -> bool:
-    """Whether a walsender of `application_name` runs (a copy's sender runs as the migration
-    account, whose own sessions it sees in full)."""
-    return bool(
-        _one(
+# The phase of pg_stat_progress_basebackup in which a sender's byte count moves while it works.
+_STREAMING_PHASES = ("streaming database files", "transferring wal files")
+
+
+def copy_sender(conn: Conn, application_name: str) -> tuple[bool, int | None]:
+    """(whether a walsender of `application_name` runs, the bytes its base backup has sent):
+    the count only where it moves while the sender works (13+, a streaming phase), else None.
+    A copy's sender runs as the migration account, whose own sessions it sees in full."""
+    if not compat.has_basebackup_progress(server_major(conn)):
+        running = _one(
             conn,
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
             " WHERE backend_type = 'walsender' AND application_name = %s)",
             (application_name,),
+        )
+        return bool(running), None
+    row = conn.execute(
+        "SELECT count(*), max(p.backup_streamed) FILTER (WHERE p.phase = ANY(%s))"
+        " FROM pg_stat_activity a LEFT JOIN pg_stat_progress_basebackup p USING (pid)"
+        " WHERE a.backend_type = 'walsender' AND a.application_name = %s",
+        (list(_STREAMING_PHASES), application_name),
+    ).fetchone()
+    assert row is not None
+    return row[0] > 0, None if row[1] is None else int(row[1])
+
+
+def terminate_walsenders(conn: Conn, name_prefix: str) -> int:
+    """End every walsender whose application_name starts with `name_prefix` and that holds no slot
+    (a WAL stream is terminate_slot_holder's): the senders of a task's interrupted copies. One that
+    waits on a dropped connection would hold one of the source's max_wal_senders, and its backup,
+    until TCP gives up. Returns how many were told to end."""
+    return int(
+        _one(
+            conn,
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE backend_type = 'walsender' AND left(application_name, length(%s)) = %s"
+            " AND pid NOT IN (SELECT active_pid FROM pg_replication_slots WHERE active_pid IS NOT NULL)",
+            (name_prefix, name_prefix),
         )
     )
 
