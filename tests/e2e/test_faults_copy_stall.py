@@ -59,6 +59,28 @@ def _check_copy(svc: Any, source: Any, instance_id: str, port: int) -> None:
     assert active, "the standby does not stream through the task's slot"
 
 
+def _given_up(svc: Any, instance_id: str, task_id: int, timeout: float, why: str) -> dict[str, Any]:
+    """The task's item once its copy was given up, to be retried; Detail gives `why` (a regex)."""
+    it = wait_for(
+        lambda: "[Retrying]" in (x := item(svc, instance_id, task_id))["Detail"] and x,
+        timeout,
+        interval=0.5,
+        what="the copy to be given up",
+    )
+    assert re.search(why, it["Detail"]), it["Detail"]
+    assert it["Status"] == "running"
+    return it
+
+
+def _copied_again(svc: Any, client: Any, source: Any, instance_id: str, task_id: int, port: int) -> str:
+    """The task streams after a new copy, which is correct; its Detail."""
+    detail = str(wait_streaming(client, instance_id, task_id, timeout=240).detail)
+    assert "Restart full backup of source data" in detail
+    assert "[Task failed]" not in detail
+    _check_copy(svc, source, instance_id, port)
+    return detail
+
+
 def test_a_frozen_source_during_the_copy_is_disconnect_and_the_copy_goes_on(
     fresh_service, make_source
 ) -> None:
@@ -106,19 +128,10 @@ def test_a_copy_silent_past_the_limit_starts_again(fresh_service, make_source) -
 
     pm = postmaster_pid(source.pgdata)
     with stopped(pm, *children(pm)):
-        it = wait_for(
-            lambda: "[Retrying]" in (x := item(svc, instance_id, task_id))["Detail"] and x,
-            60,
-            interval=0.5,
-            what="the stalled copy to be given up",
-        )
-        assert "the copy stalled: the copy received nothing for" in it["Detail"], it["Detail"]
-        assert it["ReplicationState"] == "disconnect" and it["Status"] == "running"
+        it = _given_up(svc, instance_id, task_id, 60, "the copy stalled: the copy received nothing for")
+        assert it["ReplicationState"] == "disconnect"
 
-    done_item = wait_streaming(client, instance_id, task_id, timeout=240)
-    assert "Restart full backup of source data" in done_item.detail
-    assert "[Task failed]" not in done_item.detail
-    _check_copy(svc, source, instance_id, int(attr.port))
+    _copied_again(svc, client, source, instance_id, task_id, int(attr.port))
 
 
 def _copy_sender(source: Any) -> int:
@@ -138,14 +151,7 @@ def test_a_copy_whose_sender_sends_nothing_starts_again_and_that_sender_is_ended
 
     sender = _copy_sender(source)
     with stopped(sender):
-        it = wait_for(
-            lambda: "[Retrying]" in (x := item(svc, instance_id, task_id))["Detail"] and x,
-            60,
-            interval=0.5,
-            what="the copy whose sender sends nothing to be given up",
-        )
-        assert re.search(r"its sender on the source has sent nothing for \d+ s", it["Detail"]), it["Detail"]
-        assert it["Status"] == "running"
+        _given_up(svc, instance_id, task_id, 60, r"its sender on the source has sent nothing for \d+ s")
         # The next copy runs beside the frozen sender, which was told to end.
         wait_for(
             lambda: source.scalar(
@@ -157,11 +163,8 @@ def test_a_copy_whose_sender_sends_nothing_starts_again_and_that_sender_is_ended
         )
     # Thawed, the sender ends at once: it no longer holds one of the source's max_wal_senders.
     wait_for(lambda: not is_alive(sender), 10, interval=0.2, what="the earlier copy's sender to end")
-    done_item = wait_streaming(client, instance_id, task_id, timeout=240)
-    assert "Restart full backup of source data" in done_item.detail
-    assert "Ended the sender of an earlier, interrupted copy" in done_item.detail, done_item.detail
-    assert "[Task failed]" not in done_item.detail
-    _check_copy(svc, source, instance_id, int(attr.port))
+    detail = _copied_again(svc, client, source, instance_id, task_id, int(attr.port))
+    assert "Ended the sender of an earlier, interrupted copy" in detail, detail
 
 
 def _copy_senders(source: Any) -> list[int]:
@@ -196,22 +199,13 @@ def test_a_copy_whose_flow_a_middlebox_lost_starts_again_and_its_senders_are_end
         earlier = _copy_senders(source)
         assert len(earlier) == 2, earlier  # the copy's sender and its WAL stream
         assert middlebox.drop_established() >= 2
-        it = wait_for(
-            lambda: "[Retrying]" in (x := item(svc, instance_id, task_id))["Detail"] and x,
-            90,
-            interval=0.5,
-            what="the copy whose flow was lost to be given up",
-        )
-        assert re.search(r"its sender on the source has sent nothing for \d+ s", it["Detail"]), it["Detail"]
-        done_item = wait_streaming(client, instance_id, task_id, timeout=240)
-        assert "Restart full backup of source data" in done_item.detail
-        assert "Ended the sender of an earlier, interrupted copy" in done_item.detail, done_item.detail
-        assert "Ended a WAL stream of an earlier, interrupted copy" in done_item.detail, done_item.detail
-        assert "[Task failed]" not in done_item.detail
+        _given_up(svc, instance_id, task_id, 90, r"its sender on the source has sent nothing for \d+ s")
+        detail = _copied_again(svc, client, source, instance_id, task_id, int(attr.port))
+        assert "Ended the sender of an earlier, interrupted copy" in detail, detail
+        assert "Ended a WAL stream of an earlier, interrupted copy" in detail, detail
         # Nothing of the lost copy holds one of the source's max_wal_senders any more.
         assert not set(earlier) & set(_copy_senders(source))
         assert not any(is_alive(pid) for pid in earlier)
-        _check_copy(svc, source, instance_id, int(attr.port))
     finally:
         for f in forwarders:
             f.close()

@@ -142,7 +142,7 @@ def terminate_slot_holder(conn: Conn, name: str) -> bool:
     return bool(row and row[0])
 
 
-# The phase of pg_stat_progress_basebackup in which a sender's byte count moves while it works.
+# The phases of pg_stat_progress_basebackup in which a sender's byte count moves while it works.
 _STREAMING_PHASES = ("streaming database files", "transferring wal files")
 
 
