@@ -206,9 +206,10 @@ def test_a_copys_sender_is_seen_by_its_name_with_what_it_sent_and_is_ended(
     (engine/basebackup.py), with a real, slow pg_basebackup of the migration account: its base
     backup sender is found by name with the bytes it has sent, which move; another name, or a
     session that is not a walsender, is not; ending the copy's senders spares its WAL stream,
-    which holds a (temporary) slot."""
+    which holds a (temporary) slot, and another account's walsender of the same name."""
     src = source_cluster
     src.create_migration_account("migratetest", password="pw")
+    src.create_migration_account("othermig", password="pw2")
     prefix = "cloudmig_basebackup:cloudmig_abc_1:"
     name = prefix + "00aa11"
     work = Path(tempfile.mkdtemp(prefix="copy-", dir=pg_base_dir))
@@ -230,7 +231,10 @@ def test_a_copys_sender_is_seen_by_its_name_with_what_it_sent_and_is_ended(
             time.sleep(1.5)
             assert (probes.copy_sender(conn, name)[1] or 0) > sent  # at 64 kB/s, it moves
             assert probes.copy_sender(conn, prefix + "00aa12") == (False, None)
-            with connect_source(src.host, src.port, "migratetest", "pw", application_name=name):
+            with (
+                connect_source(src.host, src.port, "migratetest", "pw", application_name=name),
+                connect_replication(src.host, src.port, "othermig", "pw2", application_name=name) as other,
+            ):
                 assert probes.terminate_walsenders(conn, "cloudmig_basebackup:cloudmig_abc_2:") == 0
                 assert probes.terminate_walsenders(conn, prefix) == 1  # the sender, not the WAL stream
                 assert proc.wait(timeout=30) != 0
@@ -238,6 +242,7 @@ def test_a_copys_sender_is_seen_by_its_name_with_what_it_sent_and_is_ended(
                 while probes.copy_sender(conn, name)[0] and time.monotonic() < deadline:
                     time.sleep(0.05)
                 assert probes.copy_sender(conn, name) == (False, None)  # nor the plain session
+                assert not other.closed and other.execute("IDENTIFY_SYSTEM").fetchone()
         finally:
             proc.kill()
             proc.wait()

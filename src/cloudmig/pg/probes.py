@@ -149,19 +149,20 @@ _STREAMING_PHASES = ("streaming database files", "transferring wal files")
 def copy_sender(conn: Conn, application_name: str) -> tuple[bool, int | None]:
     """(whether a walsender of `application_name` runs, the bytes its base backup has sent):
     the count only where it moves while the sender works (13+, a streaming phase), else None.
-    A copy's sender runs as the migration account, whose own sessions it sees in full."""
+    A copy's sender runs as the migration account: only its own sessions count, and it sees
+    them in full."""
     if not compat.has_basebackup_progress(server_major(conn)):
         running = _one(
             conn,
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
-            " WHERE backend_type = 'walsender' AND application_name = %s)",
+            " WHERE backend_type = 'walsender' AND application_name = %s AND usename = current_user)",
             (application_name,),
         )
         return bool(running), None
     row = conn.execute(
         "SELECT count(*), max(p.backup_streamed) FILTER (WHERE p.phase = ANY(%s))"
         " FROM pg_stat_activity a LEFT JOIN pg_stat_progress_basebackup p USING (pid)"
-        " WHERE a.backend_type = 'walsender' AND a.application_name = %s",
+        " WHERE a.backend_type = 'walsender' AND a.application_name = %s AND a.usename = current_user",
         (list(_STREAMING_PHASES), application_name),
     ).fetchone()
     assert row is not None
@@ -169,15 +170,17 @@ def copy_sender(conn: Conn, application_name: str) -> tuple[bool, int | None]:
 
 
 def terminate_walsenders(conn: Conn, name_prefix: str) -> int:
-    """End every walsender whose application_name starts with `name_prefix` and that holds no slot
-    (a WAL stream is terminate_slot_holder's): the senders of a task's interrupted copies. One that
-    waits on a dropped connection would hold one of the source's max_wal_senders, and its backup,
-    until TCP gives up. Returns how many were told to end."""
+    """End every walsender of this account whose application_name starts with `name_prefix` and
+    that holds no slot (a WAL stream is terminate_slot_holder's): the senders of a task's
+    interrupted copies. Another role's session is not a copy's (and would refuse the signal). A
+    sender that waits on a dropped connection would hold one of the source's max_wal_senders, and
+    its backup, until TCP gives up. Returns how many were told to end."""
     return int(
         _one(
             conn,
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE backend_type = 'walsender' AND left(application_name, length(%s)) = %s"
+            " AND usename = current_user"
             " AND pid NOT IN (SELECT active_pid FROM pg_replication_slots WHERE active_pid IS NOT NULL)",
             (name_prefix, name_prefix),
         )
