@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +27,16 @@ from tests.support.faults import (
     stopped,
 )
 from tests.support.flowdrop import FlowDroppingForwarder
-from tests.support.flows import start_throttled_migration, wait_for, wait_streaming
+from tests.support.flows import (
+    MIGRATION_PASSWORD,
+    create_instance,
+    create_migration,
+    start_throttled_migration,
+    wait_for,
+    wait_running,
+    wait_streaming,
+)
+from tests.support.pgcluster import SourceCluster, make_base_dir, require_migratable_major
 
 pytestmark = pytest.mark.e2e
 
@@ -167,14 +177,16 @@ def test_a_copy_whose_sender_sends_nothing_starts_again_and_that_sender_is_ended
     assert "Ended the sender of an earlier, interrupted copy" in detail, detail
 
 
-def _copy_senders(source: Any) -> list[int]:
-    return [
-        int(r[0])
-        for r in source.sql(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'"
-            " AND application_name LIKE 'cloudmig\\_basebackup:%'"
-        )
-    ]
+def _copy_senders(source: Any, *, holding_no_slot: bool = False) -> list[int]:
+    """The pids of every copy's senders on the source; `holding_no_slot`: only base backups' (a
+    copy's WAL stream holds its slot)."""
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'"
+        " AND application_name LIKE 'cloudmig\\_basebackup:%'"
+    )
+    if holding_no_slot:
+        query += " AND pid NOT IN (SELECT active_pid FROM pg_replication_slots WHERE active_pid IS NOT NULL)"
+    return [int(r[0]) for r in source.sql(query)]
 
 
 def test_a_copy_whose_flow_a_middlebox_lost_starts_again_and_its_senders_are_ended(
@@ -209,3 +221,55 @@ def test_a_copy_whose_flow_a_middlebox_lost_starts_again_and_its_senders_are_end
     finally:
         for f in forwarders:
             f.close()
+
+
+def test_a_copy_from_a_source_before_13_whose_sender_sends_nothing_starts_again(
+    fresh_service, e2e_base: Path
+) -> None:
+    """Before PostgreSQL 13 the source shows no count of what a base backup's sender has sent: a
+    copy whose sender ran and sent nothing (frozen here; behind a lost flow alike) waited for ever.
+    Past the copy's first data (its checkpoint is over), a silence as long as the limit is a stall."""
+    require_migratable_major(12)
+    svc = fresh_service
+    svc.extra_env.update(
+        CLOUDMIG_COPY_STALL_SECONDS="3",
+        CLOUDMIG_COPY_STALL_LIMIT_SECONDS="12",
+        CLOUDMIG_BASEBACKUP_MAX_RATE_KB="1024",
+    )
+    source = SourceCluster.create(make_base_dir("src12-", parent=e2e_base), major=12)
+    try:
+        source.create_migration_account("migratetest", MIGRATION_PASSWORD)
+        source.sql(
+            "CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 200000) g"
+        )
+        svc.start()
+        client = svc.tea()
+        instance_id = create_instance(client, klass="pg.n2.small.2c", major=12)
+        port = int(wait_running(client, instance_id).port)
+        task_id = create_migration(client, instance_id, source).task_id
+        wait_for(lambda: _copying(svc, instance_id, task_id), 90, interval=0.2, what="the copy to start")
+
+        [sender] = _copy_senders(source, holding_no_slot=True)
+        with stopped(sender):
+            _given_up(
+                svc,
+                instance_id,
+                task_id,
+                60,
+                "its sender runs on the source, which does not show what it sends",
+            )
+            wait_for(
+                lambda: set(_copy_senders(source, holding_no_slot=True)) - {sender},
+                60,
+                interval=0.5,
+                what="the next copy",
+            )
+        wait_for(lambda: not is_alive(sender), 10, interval=0.2, what="the earlier copy's sender to end")
+        detail = str(wait_streaming(client, instance_id, task_id, timeout=240).detail)
+        assert "Restart full backup of source data" in detail
+        assert "Ended the sender of an earlier, interrupted copy" in detail, detail
+        assert "[Task failed]" not in detail
+        with connect_target(svc, instance_id, port) as conn:
+            assert conn.execute("SELECT count(*) FROM filler").fetchone() == (200000,)
+    finally:
+        source.destroy()

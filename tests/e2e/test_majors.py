@@ -8,7 +8,6 @@ listed in CLOUDMIG_TEST_REQUIRE_MAJORS (CI lists them all): then the test fails.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 from alibabacloud_rds20140815 import models as rds
 
 from cloudmig.pg import compat
-from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup
 from tests.support.flows import (
     MIGRATION_PASSWORD,
     connect_target_tcp,
@@ -31,39 +29,19 @@ from tests.support.flows import (
 )
 from tests.support.pgcluster import (
     SourceCluster,
-    bin_dirs_for_tests,
     make_base_dir,
-    os_user_for_tests,
-    usable_bin_dir,
+    require_migratable_major,
 )
 
 pytestmark = pytest.mark.e2e
 
 ROWS_BEFORE = 500
 ROWS_WHILE_STREAMING = 50
-REQUIRED = {int(m) for m in os.environ.get("CLOUDMIG_TEST_REQUIRE_MAJORS", "").split()}
-
-
-def _require(major: int) -> None:
-    """Skip (or fail, where `major` is required), saying why, unless this machine can run a
-    migration of `major`."""
-    bin_dir, why = usable_bin_dir(major)
-    if bin_dir is None:
-        missing = why
-    else:
-        try:
-            find_basebackup(major, bin_dirs_for_tests(), user=os_user_for_tests())
-            return
-        except PgBinariesNotFound as exc:
-            missing = f"PostgreSQL {major}: {exc}"
-    if major in REQUIRED:
-        pytest.fail(f"{missing} (required by CLOUDMIG_TEST_REQUIRE_MAJORS)")
-    pytest.skip(missing)
 
 
 @pytest.mark.parametrize("major", compat.SUPPORTED_MAJORS, ids=lambda m: f"pg{m}")
 def test_migration_and_switchover_of_each_major(service, e2e_base: Path, major: int) -> None:
-    _require(major)
+    require_migratable_major(major)
     source = SourceCluster.create(make_base_dir(f"src{major}-", parent=e2e_base), major=major)
     try:
         source.create_migration_account("migratetest", MIGRATION_PASSWORD)

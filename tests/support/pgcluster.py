@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cloudmig.harness.source import (
@@ -18,7 +19,7 @@ from cloudmig.harness.source import (
     os_user_for_tests,
     wait_for,
 )
-from cloudmig.pg.binaries import PgBinariesNotFound, find_bin_dir
+from cloudmig.pg.binaries import PgBinariesNotFound, find_basebackup, find_bin_dir
 from cloudmig.pg.runner import PgCommandError, run
 
 # Exercises every quoting layer: SQL literal, libpq passfile, conninfo, URL query strings.
@@ -36,6 +37,7 @@ __all__ = [
     "make_base_dir",
     "make_settings",
     "os_user_for_tests",
+    "require_migratable_major",
     "runnable_bin_dir",
     "usable_bin_dir",
     "wait_for",
@@ -65,3 +67,20 @@ def runnable_bin_dir(major: int) -> Path:
     if bin_dir is None:
         pytest.skip(why)
     return bin_dir
+
+
+def require_migratable_major(major: int) -> None:
+    """Skip (or fail, where `major` is in CLOUDMIG_TEST_REQUIRE_MAJORS: CI lists them all), saying
+    why, unless this machine can run a migration of `major`: its server and a pg_basebackup for it."""
+    import pytest
+
+    bin_dir, missing = usable_bin_dir(major)
+    if bin_dir is not None:
+        try:
+            find_basebackup(major, bin_dirs_for_tests(), user=os_user_for_tests())
+            return
+        except PgBinariesNotFound as exc:
+            missing = f"PostgreSQL {major}: {exc}"
+    if major in {int(m) for m in os.environ.get("CLOUDMIG_TEST_REQUIRE_MAJORS", "").split()}:
+        pytest.fail(f"{missing} (required by CLOUDMIG_TEST_REQUIRE_MAJORS)")
+    pytest.skip(missing)

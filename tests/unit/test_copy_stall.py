@@ -33,8 +33,9 @@ class Source:
 
 
 def _watch(
-    tmp_path: Path, view: SourceView, sent: int | None = None, **settings: object
+    tmp_path: Path, view: SourceView, sent: int | None = None, copied: int = 0, **settings: object
 ) -> tuple[CopyStallWatch, Source, TaskContext]:
+    """`copied`: the bytes the copy has received (none: it waits for its checkpoint)."""
     ctx = make_context(tmp_path, copy_stall_seconds=60, copy_stall_limit_seconds=600, **settings)
     rec = task_store.get_task(ctx.db, add_migration(ctx))
     assert rec is not None
@@ -42,7 +43,9 @@ def _watch(
     tc.update(replication_state=ReplicationState.UNSTARTED)
     source = Source(view, sent)
     now = [1000.0]
-    watch = CopyStallWatch(tc, "cloudmig_basebackup:slot", look=source, clock=lambda: now[0])
+    watch = CopyStallWatch(
+        tc, "cloudmig_basebackup:slot", copied=lambda: copied, look=source, clock=lambda: now[0]
+    )
     return watch, source, tc
 
 
@@ -73,6 +76,27 @@ def test_a_busy_source_is_waited_for_and_said_once(tmp_path: Path) -> None:
     assert said == [
         "The copy has received nothing for 60 s; its sender runs on the source (the copy's checkpoint, or a slow disk on either side): waiting"
     ]
+
+
+def test_a_sender_without_a_count_past_the_copys_first_data_is_given_up_at_the_limit(
+    tmp_path: Path,
+) -> None:
+    """Before 13 (or with only the copy's WAL stream left) the source shows no count: once the copy
+    has had data, its checkpoint is over, and a silence as long as the limit is a stall."""
+    watch, source, tc = _watch(tmp_path, SourceView.SENDING, copied=8 << 20)
+    for seconds in (60, 90, 570):
+        watch.silent(seconds)
+    said = [e for e in _events(tc) if "does not show what it sends" in e]
+    assert said == [
+        "The copy has received nothing for 60 s and its sender runs on the source, which does not"
+        " show what it sends (a connection dropped on the way, or a frozen sender): waiting up to"
+        " 600 s of silence, then the copy starts again"
+    ]
+    assert not any("the copy's checkpoint" in e for e in _events(tc))
+    assert _state(tc) is ReplicationState.UNSTARTED
+    with pytest.raises(CopyStalled, match="received nothing for 600 s and its sender runs on the source"):
+        watch.silent(600)
+    assert source.looks == 4
 
 
 def test_a_sender_that_sends_is_waited_for_without_limit(tmp_path: Path) -> None:

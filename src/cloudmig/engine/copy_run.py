@@ -265,7 +265,7 @@ def _run_once(
             libpq_env=tc.source().tls.libpq_env(),
             write_behind=settings.copy_write_behind_seconds,
             create_slot=create_slot,
-            silence=CopyStallWatch(tc, name),
+            silence=CopyStallWatch(tc, name, copied=lambda: recorder.done),
             name=name,
         )
     finally:

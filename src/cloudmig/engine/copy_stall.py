@@ -3,12 +3,14 @@ connection, pg_basebackup just waits (for hours, until TCP keepalive, or for eve
 kernel still acknowledges). The copy's silence is watched; past `copy_stall_seconds` the source is
 asked, through a new session, whether the copy's sender still runs there:
 
-- it runs and sends (or, before 13, cannot be seen sending): something is slow (the copy's
+- it runs and sends, or runs before the copy's first data (its checkpoint): something is slow (the
   checkpoint, a disk on either side); the copy waits, said once;
 - it runs and has sent nothing since the last look (13+: pg_stat_progress_basebackup): a middlebox
   dropped the copy's connection (its sender waits on it until TCP gives up, about 15 min), or the
   sender is frozen; said once, and past `copy_stall_limit_seconds` of silence the copy is ended and
   retried (the next copy ends that sender first: engine/basebackup.py);
+- it runs past the copy's first data and shows no count (a source before 13; or only the copy's
+  WAL stream is left): what it sends cannot be seen, so the same as above;
 - the source does not answer: the task shows `disconnect` and the copy waits for the source, until
   the silence reaches `copy_stall_limit_seconds`; then the copy is ended and retried;
 - the source answers without the sender: the copy's connection is gone on the source's side (the
@@ -68,10 +70,13 @@ class CopyStallWatch:
         tc: TaskContext,
         application_name: str,
         *,
+        copied: Callable[[], int],
         look: Callable[[], SourceLook] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tc = tc
+        # The bytes the copy has received: none before its checkpoint ends.
+        self.copied = copied
         self.stall = tc.ctx.settings.copy_stall_seconds
         self.limit = tc.ctx.settings.copy_stall_limit_seconds
         self.look = look or (lambda: look_at_source(tc, application_name))
@@ -126,8 +131,12 @@ class CopyStallWatch:
                 "The source answers again", "; the copy's sender runs there: waiting for its data"
             )
             self.said_busy = True
-        stuck = look.sent is not None and look.sent == self.sent
-        if not stuck:
+        if look.sent is not None and look.sent == self.sent:
+            why = f"its sender on the source has sent nothing for {seconds - self.sent_since:.0f} s"
+        elif look.sent is None and self.copied() > 0:
+            # Past the checkpoint a sender without a count may be as stuck as one whose count stands.
+            why = "its sender runs on the source, which does not show what it sends"
+        else:
             self.sent, self.sent_since = look.sent, seconds
             if not self.said_busy:
                 self.tc.event(
@@ -138,15 +147,12 @@ class CopyStallWatch:
             self.said_busy = True
             return
         if seconds >= self.limit:
-            raise CopyStalled(
-                f"the copy received nothing for {seconds:.0f} s and its sender on the source has sent"
-                f" nothing for {seconds - self.sent_since:.0f} s"
-            )
+            raise CopyStalled(f"the copy received nothing for {seconds:.0f} s and {why}")
         if not self.said_stuck:
             self.tc.event(
                 SECTION_BACKUP,
-                f"The copy has received nothing for {seconds:.0f} s and its sender on the source has sent"
-                f" nothing for {seconds - self.sent_since:.0f} s (a connection dropped on the way, or a"
-                f" frozen sender): waiting up to {self.limit:.0f} s of silence, then the copy starts again",
+                f"The copy has received nothing for {seconds:.0f} s and {why} (a connection dropped on"
+                " the way, or a frozen sender): waiting up to"
+                f" {self.limit:.0f} s of silence, then the copy starts again",
             )
         self.said_stuck = True
