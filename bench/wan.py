@@ -497,7 +497,7 @@ def _repeats_text(params: dict[str, Any]) -> str:
 
 
 def _goal_text(params: dict[str, Any]) -> str:
-    """e.g. "; 10 more of raw and auto on loopback (the goal's two methods)" (nothing without)."""
+    """e.g. "; 10 more of raw and auto on loopback, alternating (...)" (nothing without any)."""
     n = params.get("loopback_goal_repeats") or 0
     return (
         f"; {n} more of raw and auto on loopback, alternating (the loopback goal's two methods)" if n else ""
