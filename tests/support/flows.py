@@ -188,8 +188,9 @@ def replication_info(item: Any) -> dict[str, str]:
     return dict(json.loads(item.replication_info))
 
 
-def raw_items(service: Any, instance_id: str, **filters: Any) -> list[dict[str, Any]]:
-    """Items as JSON through aliyunsdkcore, which keeps cloudmig's extension fields."""
+def raw_items(service: Any, instance_id: str, *, client: Any = None, **filters: Any) -> list[dict[str, Any]]:
+    """Items as JSON through aliyunsdkcore, which keeps cloudmig's extension fields; through
+    `client` (an AcsClient of the service) when given, else through a new one."""
     from aliyunsdkrds.request.v20140815.DescribeCloudMigrationResultRequest import (
         DescribeCloudMigrationResultRequest,
     )
@@ -200,7 +201,10 @@ def raw_items(service: Any, instance_id: str, **filters: Any) -> list[dict[str, 
     req.set_PageSize(30)
     if "task_id" in filters:
         req.set_TaskId(filters["task_id"])
-    return list(service.core_call(req)["Items"])
+    if client is None:
+        return list(service.core_call(req)["Items"])
+    req.set_endpoint(service.endpoint)
+    return list(json.loads(client.do_action_with_exception(req))["Items"])
 
 
 def start_throttled_migration(service: Any, source: Any, rate_kb: int) -> tuple[Any, str, Any, int]:
