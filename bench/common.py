@@ -458,12 +458,11 @@ _sdk_clients = threading.local()
 
 def sdk_client(svc: Service) -> Any:
     """This thread's AcsClient for `svc` (a new one after the service's endpoint or key changed)."""
-    clients: dict[int, tuple[tuple[str, str, str], Any]] = _sdk_clients.__dict__.setdefault("by_service", {})
+    clients: dict[tuple[str, str, str], Any] = _sdk_clients.__dict__.setdefault("by_service", {})
     made_for = (svc.endpoint, svc.key_id, svc.key_secret)
-    kept = clients.get(id(svc))
-    if kept is None or kept[0] != made_for:
-        kept = clients[id(svc)] = (made_for, svc.core())
-    return kept[1]
+    if made_for not in clients:
+        clients[made_for] = svc.core()
+    return clients[made_for]
 
 
 def describe_raw(svc: Service, instance_id: str, task_id: int) -> dict[str, Any]:

@@ -201,10 +201,7 @@ def raw_items(service: Any, instance_id: str, *, client: Any = None, **filters: 
     req.set_PageSize(30)
     if "task_id" in filters:
         req.set_TaskId(filters["task_id"])
-    if client is None:
-        return list(service.core_call(req)["Items"])
-    req.set_endpoint(service.endpoint)
-    return list(json.loads(client.do_action_with_exception(req))["Items"])
+    return list(service.core_call(req, client=client)["Items"])
 
 
 def start_throttled_migration(service: Any, source: Any, rate_kb: int) -> tuple[Any, str, Any, int]:

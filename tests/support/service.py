@@ -42,6 +42,8 @@ class Service(ServiceProcess):
 
         return AcsClient(key_id or self.key_id, secret or self.key_secret, "cn-hangzhou", timeout=60)
 
-    def core_call(self, request: Any, **kw: Any) -> dict[str, Any]:
+    def core_call(self, request: Any, *, client: Any = None, **kw: Any) -> dict[str, Any]:
+        """`request` sent through `client` (an AcsClient of this service) or a new core() client."""
         request.set_endpoint(self.endpoint)
-        return dict(json.loads(self.core(**kw).do_action_with_exception(request)))
+        acs = client if client is not None else self.core(**kw)
+        return dict(json.loads(acs.do_action_with_exception(request)))
