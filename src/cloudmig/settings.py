@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     # from the second, zstd below. The defaults fit a 2-vCPU machine (engine/copy_plan.py); a source
     # whose one compressor thread is faster, or slower, moves them.
     copy_auto_none_from_mb: float = Field(default=200.0, gt=0)
-    copy_auto_lz4_from_mb: float = Field(default=60.0, gt=0)
+    copy_auto_lz4_from_mb: float = Field(default=160.0, gt=0)
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> Settings:

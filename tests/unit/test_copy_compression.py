@@ -65,10 +65,10 @@ def test_argv_through_a_relay_keeps_the_source_name() -> None:
     [
         (500 * MB, "none"),
         (200 * MB, "none"),
-        (150 * MB, "lz4"),  # a 1 Gbit/s link whose probe read its shaper's burst
-        (120 * MB, "lz4"),
-        (60 * MB, "lz4"),
-        (59 * MB, "zstd:1"),
+        (160 * MB, "lz4"),
+        (150 * MB, "zstd:1"),  # a 1 Gbit/s link whose probe read its shaper's burst
+        (120 * MB, "zstd:1"),
+        (60 * MB, "zstd:1"),
         (12 * MB, "zstd:1"),
         (2 * MB, "zstd:3"),
     ],
@@ -77,8 +77,10 @@ def test_auto_by_link(link: float, mode: str) -> None:
     plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, link)
     assert str(plan.mode) == mode
     assert plan.reason.startswith("measured link")
-    # Only lz4 has a stronger mode to move to should the link turn out to hold it back.
+    # lz4 has a stronger mode to move to should the link turn out to hold it back, zstd level 1 a
+    # lighter one should its compressor.
     assert str(plan.if_link_bound) == ("zstd:1" if mode == "lz4" else "None")
+    assert str(plan.if_cpu_bound) == ("lz4" if mode == "zstd:1" else "None")
 
 
 def test_settings_move_the_boundaries_of_auto() -> None:
@@ -93,13 +95,14 @@ def test_settings_move_the_boundaries_of_auto() -> None:
     assert str(copy_plan.decide(auto, PG15, BOTH, 300 * MB, bounds=bounds).mode) == "lz4"
     assert str(copy_plan.decide(auto, PG15, BOTH, 400 * MB, bounds=bounds).mode) == "none"
     small = copy_plan.decide(auto, PG15, BOTH, 3 * MB, bounds=bounds)
-    assert (str(small.mode), str(small.if_link_bound)) == ("lz4", "zstd:1")
+    assert (str(small.mode), str(small.if_link_bound), small.if_cpu_bound) == ("lz4", "zstd:1", None)
     assert "a link of 2.0 MB/s or more" in small.reason, small.reason
     assert str(copy_plan.decide(auto, PG15, BOTH, 1.9 * MB, bounds=bounds).mode) == "zstd:3"
     mid = copy_plan.AutoBounds.from_mb(200, 20)
     assert "below 20.0 MB/s" in copy_plan.decide(auto, PG15, BOTH, 19 * MB, bounds=mid).reason
     with pytest.raises(ValidationError, match="must not be above copy_auto_none_from_mb"):
         Settings(copy_auto_none_from_mb=50, copy_auto_lz4_from_mb=60)
+    assert Settings().copy_auto_lz4_from_mb * MB == copy_plan.LZ4_LINK
     with pytest.raises(ValidationError):
         Settings(copy_auto_lz4_from_mb=0)
 
@@ -164,16 +167,21 @@ def test_auto_uses_the_other_algorithm_when_one_is_missing() -> None:
     plan = copy_plan.decide(parse_mode("auto"), ServerSupport(150004, frozenset({"lz4"})), BOTH, 12 * MB)
     assert str(plan.mode) == "lz4" and "built without zstd" in plan.reason
     assert plan.if_link_bound is None  # no zstd to move to
-    fast = copy_plan.decide(parse_mode("auto"), ServerSupport(150004, frozenset({"zstd"})), BOTH, 100 * MB)
+    fast = copy_plan.decide(parse_mode("auto"), ServerSupport(150004, frozenset({"zstd"})), BOTH, 170 * MB)
     assert str(fast.mode) == "zstd:1" and "built without lz4" in fast.reason
+    assert fast.if_cpu_bound is None  # no lz4 to move to
     client = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"lz4"}), 2 * MB)
     assert str(client.mode) == "lz4" and "pg_basebackup was built without zstd" in client.reason
     neither = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"gzip"}), 12 * MB)
     assert str(neither.mode) == "none"
 
 
+# Bounds for a source CPU faster than the benchmark's: lz4 from 60 MB/s (the default until 2026-12-07).
+LZ4_FROM_60 = copy_plan.AutoBounds.from_mb(200, 60)
+
+
 def test_revise_restarts_uncompressed_only_when_clearly_better() -> None:
-    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 100 * MB)
+    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 100 * MB, bounds=LZ4_FROM_60)
     # Incompressible data through a compressor slower than the link: restart uncompressed.
     slow = copy_plan.Window(seconds=3, uncompressed=90 * MB, wire=88 * MB, total=2000 * MB)
     revised = copy_plan.revise(plan, slow)
@@ -188,7 +196,7 @@ def test_revise_restarts_uncompressed_only_when_clearly_better() -> None:
 
 
 def test_revise_moves_lz4_to_zstd_when_the_link_holds_it_back() -> None:
-    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 100 * MB)
+    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 100 * MB, bounds=LZ4_FROM_60)
     assert str(plan.mode) == "lz4"
     # A fast source CPU: lz4's wire runs at the link's rate (95 of 100 MB/s, ratio 2).
     link_bound = copy_plan.Window(seconds=3, uncompressed=570 * MB, wire=285 * MB, total=20_000 * MB)
@@ -209,11 +217,37 @@ def test_revise_moves_lz4_to_zstd_when_the_link_holds_it_back() -> None:
     # lz4 forced, or chosen only because zstd is missing: kept.
     forced = copy_plan.decide(parse_mode("lz4"), PG15, BOTH, 100 * MB)
     assert copy_plan.revise(forced, link_bound) is None
-    no_zstd = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"lz4"}), 100 * MB)
+    no_zstd = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"lz4"}), 100 * MB, bounds=LZ4_FROM_60)
     assert str(no_zstd.mode) == "lz4" and copy_plan.revise(no_zstd, link_bound) is None
     # Data that does not compress through lz4 is still copied uncompressed instead.
     flat = copy_plan.revise(plan, copy_plan.Window(3, 150 * MB, 148 * MB, 20_000 * MB))
     assert flat is not None and str(flat.mode) == "none"
+
+
+def test_revise_moves_zstd_to_lz4_when_its_compressor_holds_it_back() -> None:
+    plan = copy_plan.decide(parse_mode("auto"), PG15, BOTH, 120 * MB)
+    assert (str(plan.mode), str(plan.if_cpu_bound), plan.if_link_bound) == ("zstd:1", "lz4", None)
+    # A slow source CPU: 100 MB/s of data at ratio 2.9 sends 34 MB/s over a 120 MB/s link; lz4 is
+    # counted on for min(2 x 100, 120 x 2.9 / 1.9 = 183) MB/s.
+    cpu_bound = copy_plan.Window(seconds=3, uncompressed=300 * MB, wire=103 * MB, total=20_000 * MB)
+    revised = copy_plan.revise(plan, cpu_bound)
+    assert revised is not None and str(revised.mode) == "lz4", revised
+    assert revised.if_cpu_bound is None and revised.if_link_bound is None and revised.requested.auto
+    assert "34.3 MB/s on the wire, well below the link's 120.0 MB/s" in revised.reason
+    assert "its compressor is the limit; restarting with lz4's faster one" in revised.reason
+    # The link is the limit (wire at 95 %): zstd level 1 is where it should be.
+    assert copy_plan.revise(plan, copy_plan.Window(3, 990 * MB, 342 * MB, 20_000 * MB)) is None
+    # Data that hardly compresses (ratio 1.2): lz4's ratio could carry no more over the link than
+    # zstd level 1 moves now, and uncompressed moves more than either.
+    flat = copy_plan.revise(plan, copy_plan.Window(3, 240 * MB, 200 * MB, 20_000 * MB))
+    assert flat is not None and str(flat.mode) == "none", flat
+    # Too near its end for a restart to pay.
+    assert copy_plan.revise(plan, copy_plan.Window(3, 300 * MB, 103 * MB, 800 * MB)) is None
+    # zstd forced, or chosen only because lz4 is missing: kept.
+    forced = copy_plan.decide(parse_mode("zstd:1"), PG15, BOTH, 120 * MB)
+    assert copy_plan.revise(forced, cpu_bound) is None
+    no_lz4 = copy_plan.decide(parse_mode("auto"), PG15, frozenset({"zstd"}), 120 * MB)
+    assert str(no_lz4.mode) == "zstd:1" and copy_plan.revise(no_lz4, cpu_bound) is None
 
 
 def test_token_bucket_hands_out_the_rate() -> None:

@@ -4,27 +4,31 @@ The copy's speed in uncompressed bytes per second is about min(pipeline, link x 
 compression and min(disk, link) without, where the pipeline is the source's one compressor thread,
 cloudmig's relay and pg_basebackup's decompression. zstd level 1 compresses 1.5 (mixed data) to 1.9
 (pgbench's) times better than lz4 but costs more CPU at both ends. Measured on a 2-vCPU machine
-(docs/benchmarks.md), both pipelines carried 100-270 MB/s of data, less than a 1 Gbit/s link carries
-at their ratios: there both are held by the CPUs, not the link, and in the seven full runs from
-2026-12-05 11:42 to 2026-12-06 21:57 lz4 was the faster in 9 of 14 cases, zstd level 1 (by 1-16 %)
-in 5, four of them with the mixed data. So:
+(docs/benchmarks.md) over a 1 Gbit/s link, lz4's wire ran near the link's rate with mixed data
+(112 MB in about a second), while zstd level 1's pipeline kept ahead of the link at its ratio: in
+the nine full runs from 2026-12-06 21:57 to 2026-12-07 16:38 (the first with the benchmark's data
+vacuumed and memory equally warm for every method) zstd level 1 was within 7 % of the better mode
+in all 18 cases, lz4 was 12-17 % behind zstd level 1 in 3 of them. So:
 
 - a link faster than FAST_LINK is better used uncompressed (the pipeline would be the limit). The
   boundary sits well above 1 Gbit/s (125 MB/s), a common link, whose short probe read 114-135 MB/s
   in 43 of the 44 copies of two full benchmark runs and once 150 MB/s (a shaper's burst); between
   150 and 200 MB/s lz4's pipeline and the bare link move about as much;
-- from LZ4_LINK up, lz4: the link is not the limit at lz4's ratio unless the source's CPU is fast;
+- from LZ4_LINK up, lz4: a link that fast is not the limit even at lz4's ratio, and lz4 costs the
+  least CPU;
 - below it zstd level 1, whose ratio the link makes worth its CPU; below ZSTD3_LINK zstd level 3.
 - Where an algorithm is missing on either side, the other one.
 
 The link speed is measured before the copy and capped by the budgets that apply to it. How the copy
 runs is measured on the copy itself: when its first seconds show that an automatic choice is clearly
-wrong, the copy restarts once (`revise`) -
+wrong, the copy restarts once (`revise`), in the mode the window says is fastest -
 
 - uncompressed, when it moves fewer uncompressed bytes per second than the link alone would carry
   (data that does not compress, or a compressor slower than the link);
 - with zstd level 1, when an lz4 copy's wire runs at the link's rate (a fast source CPU: the link
-  is the limit after all, and zstd's ratio moves more through it).
+  is the limit after all, and zstd's ratio moves more through it);
+- with lz4, when a zstd level 1 copy's wire runs well below the link's rate (a slow source CPU:
+  its compressor is the limit, and lz4's is about twice as fast).
 """
 
 from __future__ import annotations
@@ -36,9 +40,9 @@ from cloudmig.pg.compression import ServerSupport
 
 MB = 1_000_000
 FAST_LINK = 200 * MB
-# At lz4's ratio of about 2 on mixed data, 60 MB/s carry the 120 MB/s of data zstd level 1's pipeline
-# moved (100-140 MB/s); below it the link holds lz4 back more than zstd's CPU holds zstd.
-LZ4_LINK = 60 * MB
+# Above the 114-150 MB/s a 1 Gbit/s link's probe reads: there lz4's wire runs at the link's rate with
+# mixed data (ratio about 1.9) while zstd level 1's pipeline keeps ahead of it (ratio about 2.9).
+LZ4_LINK = 160 * MB
 ZSTD3_LINK = 6 * MB
 
 # The first window of a compressed copy: long enough for several progress reports.
@@ -53,6 +57,13 @@ LINK_BOUND_SHARE = 0.85
 # less than its 1.5-1.9x ratio, as its compressor may not keep up with all of that.
 ZSTD_GAIN_OVER_LZ4 = 1.3
 STRONGER = CompressionMode("zstd", 1)
+# A wire below this share of the link's rate has the compressor, not the link, as its limit.
+CPU_BOUND_SHARE = 0.6
+# What lz4 is counted on to move where zstd level 1's compressor is the limit: its compressor is
+# 2-3x as fast, its ratio 1.5-1.9x lower (the cautious ends of both).
+LZ4_SPEED_OVER_ZSTD = 2.0
+ZSTD_RATIO_OVER_LZ4 = 1.9
+LIGHTER = CompressionMode("lz4")
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,9 @@ class CopyPlan:
     fallback: str = ""  # why a requested compression could not be used ("" when it could)
     # The mode to restart with if the link turns out to be the limit (auto's lz4 when zstd is usable).
     if_link_bound: CompressionMode | None = None
+    # The mode to restart with if the compressor turns out to be the limit (auto's zstd level 1 when
+    # lz4 is usable).
+    if_cpu_bound: CompressionMode | None = None
 
     def detail(self) -> str:
         how = "uncompressed" if not self.mode.compressed else f"with server-side {self.mode}"
@@ -127,10 +141,10 @@ def _auto_mode(
     if rate >= bounds.none_from:
         return NONE, "faster than one server compressor thread; compression would slow the copy"
     if rate >= bounds.lz4_from:
-        wanted = CompressionMode("lz4")
+        wanted = LIGHTER
         why = (
-            f"at lz4's ratio a link of {mb(bounds.lz4_from)} or more leaves the compressors, not the "
-            "link, as the limit, and lz4 costs the least CPU"
+            f"a link of {mb(bounds.lz4_from)} or more is not the limit even at lz4's ratio, and lz4 "
+            "costs the least CPU"
         )
     elif rate < ZSTD3_LINK:
         wanted, why = CompressionMode("zstd", 3), "slow enough for zstd level 3's higher ratio"
@@ -139,7 +153,7 @@ def _auto_mode(
         why = f"zstd level 1's ratio moves the most data on links below {mb(bounds.lz4_from)}"
     if not unsupported(wanted, server, client):
         return wanted, why
-    other = STRONGER if wanted.algorithm == "lz4" else CompressionMode("lz4")
+    other = STRONGER if wanted.algorithm == "lz4" else LIGHTER
     if not unsupported(other, server, client):
         return other, f"{why}, but {unsupported(wanted, server, client)}"
     return NONE, unsupported(wanted, server, client)
@@ -191,8 +205,15 @@ def decide(
     if rate is None:
         return CopyPlan(NONE, requested, "the link could not be measured; copying uncompressed", rate)
     mode, why = _auto_mode(rate, server, client, bounds)
-    stronger = STRONGER if mode.algorithm == "lz4" and not unsupported(STRONGER, server, client) else None
-    return CopyPlan(mode, requested, f"{rate_name} {mb(rate)}: {why}", rate, if_link_bound=stronger)
+    usable = not unsupported(STRONGER if mode == LIGHTER else LIGHTER, server, client)
+    return CopyPlan(
+        mode,
+        requested,
+        f"{rate_name} {mb(rate)}: {why}",
+        rate,
+        if_link_bound=STRONGER if mode == LIGHTER and usable else None,
+        if_cpu_bound=LIGHTER if mode == STRONGER and usable else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -226,29 +247,42 @@ def window_complete(w: Window) -> bool:
 
 def revise(plan: CopyPlan, w: Window) -> CopyPlan | None:
     """The plan to restart the copy with when its first seconds show the automatic choice clearly
-    wrong, the restart included; None to keep going. Only an automatic choice is revised: to an
-    uncompressed copy when the compressed one moves less data than the link would carry alone, to
-    `plan.if_link_bound` when the wire runs at the link's rate."""
+    wrong, the restart included; None to keep going. Only an automatic choice is revised, to the
+    fastest of what the window allows: an uncompressed copy when the compressed one moves less data
+    than the link would carry alone, `plan.if_link_bound` when the wire runs at the link's rate,
+    `plan.if_cpu_bound` when it runs well below it."""
     link = plan.link_bytes_per_second
     if not plan.requested.auto or not plan.mode.compressed or not link or w.rate <= 0:
         return None
     keep = max(w.total - w.uncompressed, 0) / w.rate
+    seen = f"the first {w.seconds:.0f} s"
+    options: list[tuple[float, CopyPlan]] = []  # (seconds the whole copy would take again, plan)
     if w.rate < REVISE_BELOW_SHARE * link:
-        if w.total / link + RESTART_COST_SECONDS >= keep:
-            return None
         reason = (
-            f"the first {w.seconds:.0f} s moved {mb(w.rate)} of data (ratio {w.ratio:.2f}), less than the "
+            f"{seen} moved {mb(w.rate)} of data (ratio {w.ratio:.2f}), less than the "
             f"{mb(link)} the link carries uncompressed; restarting uncompressed"
         )
-        return CopyPlan(NONE, plan.requested, reason, link)
+        options.append((w.total / link, CopyPlan(NONE, plan.requested, reason, link)))
     stronger = plan.if_link_bound
-    if stronger is None or w.wire_rate < LINK_BOUND_SHARE * link:
+    if stronger is not None and w.wire_rate >= LINK_BOUND_SHARE * link:
+        reason = (
+            f"{seen} sent {mb(w.wire_rate)} on the wire, the link's "
+            f"{mb(link)}, with {plan.mode}'s ratio {w.ratio:.2f}: the link is the limit; "
+            f"restarting with {stronger}'s higher ratio"
+        )
+        options.append(
+            (w.total / (w.rate * ZSTD_GAIN_OVER_LZ4), CopyPlan(stronger, plan.requested, reason, link))
+        )
+    lighter = plan.if_cpu_bound
+    if lighter is not None and w.wire_rate < CPU_BOUND_SHARE * link:
+        lighter_rate = min(w.rate * LZ4_SPEED_OVER_ZSTD, link * w.ratio / ZSTD_RATIO_OVER_LZ4)
+        reason = (
+            f"{seen} sent {mb(w.wire_rate)} on the wire, well below the link's {mb(link)}, "
+            f"with {plan.mode}'s ratio {w.ratio:.2f}: its compressor is the limit; "
+            f"restarting with {lighter}'s faster one"
+        )
+        options.append((w.total / lighter_rate, CopyPlan(lighter, plan.requested, reason, link)))
+    if not options:
         return None
-    if w.total / (w.rate * ZSTD_GAIN_OVER_LZ4) + RESTART_COST_SECONDS >= keep:
-        return None
-    reason = (
-        f"the first {w.seconds:.0f} s sent {mb(w.wire_rate)} on the wire, the link's "
-        f"{mb(link)}, with {plan.mode}'s ratio {w.ratio:.2f}: the link is the limit; "
-        f"restarting with {stronger}'s higher ratio"
-    )
-    return CopyPlan(stronger, plan.requested, reason, link)
+    seconds, revised = min(options, key=lambda o: o[0])
+    return revised if seconds + RESTART_COST_SECONDS < keep else None
