@@ -5,10 +5,10 @@ compression and min(disk, link) without, where the pipeline is the source's one 
 cloudmig's relay and pg_basebackup's decompression. zstd level 1 compresses 1.5 (mixed data) to 1.9
 (pgbench's) times better than lz4 but costs more CPU at both ends. Measured on a 2-vCPU machine
 (docs/benchmarks.md) over a 1 Gbit/s link, lz4's wire ran near the link's rate with mixed data
-(112 MB in about a second), while zstd level 1's pipeline kept ahead of the link at its ratio: in
-the nine full runs from 2026-12-06 21:57 to 2026-12-07 16:38 (the first with the benchmark's data
-vacuumed and memory equally warm for every method) zstd level 1 was within 7 % of the better mode
-in all 18 cases, lz4 was 12-17 % behind zstd level 1 in 3 of them. So:
+(112 MB in about a second), while zstd level 1's pipeline kept ahead of the link at its ratio. In
+the nine full runs with tables from 2026-12-06 21:57 to 2026-12-07 16:38 (the first with the
+benchmark's data vacuumed and memory equally warm for every method) zstd level 1 was within 7 % of
+the better mode in all 18 cases, and lz4 was 12-17 % behind zstd level 1 in 3 of them. So:
 
 - a link faster than FAST_LINK is better used uncompressed (the pipeline would be the limit). The
   boundary sits well above 1 Gbit/s (125 MB/s), a common link, whose short probe read 114-135 MB/s
