@@ -31,23 +31,24 @@ def _make_group(share: float) -> tuple[Path, Path]:
     """A new cgroup limited to `share` of one CPU, and the group its processes go back to."""
     name = f"cloudmig-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     quota = max(int(share * PERIOD_US), 1000)
+    parent = V1 if (V1 / "cpu.cfs_quota_us").exists() else _v2_root()
+    if parent is None:
+        raise CpuLimitUnavailable("no cgroup cpu controller (v1 or v2) on this machine")
+    group = parent / name
     try:
-        if (V1 / "cpu.cfs_quota_us").exists():
-            group = V1 / name
+        if parent == V1:
             group.mkdir()
             (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
             (group / "cpu.cfs_quota_us").write_text(str(quota))
-            return group, V1
-        root = _v2_root()
-        if root is None:
-            raise CpuLimitUnavailable("no cgroup cpu controller (v1 or v2) on this machine")
-        (root / "cgroup.subtree_control").write_text("+cpu")
-        group = root / name
-        group.mkdir()
-        (group / "cpu.max").write_text(f"{quota} {PERIOD_US}")
-        return group, root
+        else:
+            (parent / "cgroup.subtree_control").write_text("+cpu")
+            group.mkdir()
+            (group / "cpu.max").write_text(f"{quota} {PERIOD_US}")
     except OSError as exc:
-        raise CpuLimitUnavailable(f"cannot make a cgroup with a CPU quota: {exc}") from exc
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        raise CpuLimitUnavailable(f"cannot make a cgroup with a CPU quota in {parent}: {exc}") from exc
+    return group, parent
 
 
 def _move(pids: list[int], group: Path) -> None:
